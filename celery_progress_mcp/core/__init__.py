@@ -1,0 +1,1 @@
+"""The pure progress model: no I/O, no threads."""

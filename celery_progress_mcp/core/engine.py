@@ -1,0 +1,465 @@
+"""The progress engine: pure functions from a session and a request to a change.
+
+No I/O, no clocks, no locks: the tracker passes the time in, and a store runs
+the function inside its own transaction (a lock for the memory store, a row
+lock for SQL), so every check is made against the session as committed and a
+rejected request raises before anything is written.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from .config import ProgressConfig, ProgressGranularity
+from .errors import InvalidProgress, InvalidTransition, SubOperationNotFound
+from .models import (
+    SUB_OPERATION_TRANSITIONS,
+    JsonDict,
+    ProgressEventType,
+    ProgressSession,
+    ProgressSnapshot,
+    SubOperation,
+    SubOperationState,
+    SubOperationUpdate,
+)
+from .states import (
+    Cancelled,
+    Completed,
+    Failed,
+    Initializing,
+    InProgress,
+    Paused,
+    ProgressState,
+    SessionStatus,
+    check_session_transition,
+)
+
+__all__ = ["Change", "Engine", "EtaHook", "EventDraft", "encode_metadata"]
+
+#: Called with the session's percentage, returns an ETA in seconds or None.
+EtaHook = Callable[[float], float | None]
+
+E = ProgressEventType
+
+_LIFECYCLE_EVENTS = frozenset(
+    {
+        E.SESSION_CREATED,
+        E.SESSION_COMPLETED,
+        E.SESSION_FAILED,
+        E.SESSION_CANCELLED,
+        E.SESSION_EXPIRED,
+        E.SESSION_PAUSED,
+        E.SESSION_RESUMED,
+        E.STATE_CHANGED,
+    }
+)
+_EVENTS_BY_GRANULARITY: dict[ProgressGranularity, frozenset[ProgressEventType]] = {
+    ProgressGranularity.BASIC: frozenset(
+        {
+            E.SESSION_CREATED,
+            E.SESSION_COMPLETED,
+            E.SESSION_FAILED,
+            E.SESSION_CANCELLED,
+            E.SESSION_EXPIRED,
+        }
+    ),
+    ProgressGranularity.STANDARD: _LIFECYCLE_EVENTS | {E.PROGRESS_UPDATED},
+    ProgressGranularity.DETAILED: _LIFECYCLE_EVENTS | {E.PROGRESS_UPDATED},
+    ProgressGranularity.VERBOSE: frozenset(ProgressEventType),
+}
+_ENDED_EVENT = {
+    SessionStatus.COMPLETED: E.SESSION_COMPLETED,
+    SessionStatus.FAILED: E.SESSION_FAILED,
+    SessionStatus.CANCELLED: E.SESSION_CANCELLED,
+    SessionStatus.PAUSED: E.SESSION_PAUSED,
+}
+_SUB_EVENT = {
+    SubOperationState.ACTIVE: E.SUB_OPERATION_STARTED,
+    SubOperationState.COMPLETED: E.SUB_OPERATION_COMPLETED,
+    SubOperationState.FAILED: E.SUB_OPERATION_FAILED,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class EventDraft:
+    """An event before the store gives it a sequence number."""
+
+    event_type: ProgressEventType
+    data: JsonDict
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """What one request does: the new session, its events, a snapshot to record.
+
+    ``session.history`` is left as it was; the store appends ``snapshot``
+    (giving it its index) and thins the history.
+    """
+
+    session: ProgressSession
+    events: tuple[EventDraft, ...] = ()
+    snapshot: ProgressSnapshot | None = None
+
+
+def encode_metadata(metadata: Mapping[str, Any], limit_bytes: int, what: str) -> str:
+    """JSON-encode ``metadata``; raise :class:`InvalidProgress` if it cannot be or is too big."""
+    if not isinstance(metadata, Mapping):
+        raise InvalidProgress(f"{what} must be a mapping, got {type(metadata).__name__}")
+    try:
+        encoded = json.dumps(metadata, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise InvalidProgress(f"{what} is not JSON-serializable: {exc}") from exc
+    if len(encoded) > limit_bytes:
+        raise InvalidProgress(
+            f"{what} is {len(encoded)} bytes as JSON, over the {limit_bytes}-byte limit"
+        )
+    return encoded
+
+
+class Engine:
+    """Applies requests to sessions under one configuration."""
+
+    def __init__(self, config: ProgressConfig) -> None:
+        self.config = config
+        granularity = config.granularity_level
+        allowed = _EVENTS_BY_GRANULARITY[granularity]
+        if not config.enable_detailed_events:
+            allowed = allowed & _LIFECYCLE_EVENTS
+        self._allowed_events = allowed
+        self._detailed = granularity.rank >= ProgressGranularity.DETAILED.rank
+        self._verbose = granularity is ProgressGranularity.VERBOSE
+        self._every_update_snapshot = granularity is not ProgressGranularity.BASIC
+
+    # -- creating ----------------------------------------------------------
+
+    def create(
+        self,
+        *,
+        session_id: str,
+        operation_id: str,
+        now: datetime,
+        metadata: Mapping[str, Any] | None = None,
+        parent_id: str | None = None,
+    ) -> Change:
+        if not isinstance(operation_id, str) or not operation_id.strip():
+            raise InvalidProgress("operation_id must be a non-empty string")
+        if not isinstance(session_id, str) or not session_id.strip():
+            raise InvalidProgress("session_id must be a non-empty string")
+        meta = dict(metadata or {})
+        self.check_metadata(meta, "metadata")
+        session = ProgressSession(
+            id=session_id,
+            operation_id=operation_id,
+            created_at=now,
+            updated_at=now,
+            state=Initializing(),
+            metadata=meta,
+            parent_id=parent_id,
+            heartbeat_at=now,
+        )
+        extra: JsonDict = {"metadata": meta}
+        if parent_id is not None:
+            extra["parent_id"] = parent_id
+        events = self._events(session, [(E.SESSION_CREATED, extra)])
+        return Change(session, events, self._snapshot(session, now, meta, status_changed=True))
+
+    # -- progress ------------------------------------------------------------
+
+    def update(
+        self,
+        session: ProgressSession,
+        state: ProgressState,
+        *,
+        now: datetime,
+        sub_operation_updates: Sequence[SubOperationUpdate] = (),
+        metadata: Mapping[str, Any] | None = None,
+        eta: EtaHook | None = None,
+    ) -> Change:
+        current = session.state.status
+        if current == SessionStatus.PAUSED and state.status == SessionStatus.IN_PROGRESS:
+            raise InvalidTransition(
+                f"session {session.id!r} is paused; resume it with resume_session first"
+            )
+        check_session_transition(session.id, current, state.status)
+        subs, sub_events = self._apply_sub_updates(session, sub_operation_updates, now)
+        merged = self._merge_metadata(session.metadata, metadata)
+        if isinstance(state, InProgress) and state.eta_seconds is None and eta is not None:
+            probe = session.model_copy(update={"state": state, "sub_operations": subs})
+            estimate = eta(probe.percentage)
+            if estimate is not None:
+                state = state.model_copy(update={"eta_seconds": estimate})
+        new = session.model_copy(
+            update={
+                "state": state,
+                "sub_operations": subs,
+                "metadata": merged,
+                "updated_at": now,
+                "heartbeat_at": now,
+            }
+        )
+        drafts = sub_events
+        if state.status != current:
+            drafts.append(self._status_event(session, new))
+        if isinstance(state, InProgress):
+            drafts.append((E.PROGRESS_UPDATED, {}))
+        snapshot = self._snapshot(new, now, dict(metadata or {}), state.status != current)
+        return Change(new, self._events(new, drafts), snapshot)
+
+    # -- sub-operations -----------------------------------------------------
+
+    def add_sub_operations(
+        self, session: ProgressSession, sub_operations: Iterable[SubOperation], *, now: datetime
+    ) -> Change:
+        self._require_active(session, "add sub-operations to")
+        added = tuple(sub_operations)
+        known = {sub.id for sub in session.sub_operations}
+        for sub in added:
+            if not isinstance(sub, SubOperation):
+                raise InvalidProgress(f"expected SubOperation, got {type(sub).__name__}")
+            if sub.id in known:
+                raise InvalidProgress(
+                    f"duplicate sub-operation id {sub.id!r} in session {session.id!r}"
+                )
+            known.add(sub.id)
+            self.check_metadata(sub.metadata, f"metadata of sub-operation {sub.id!r}")
+        new = session.model_copy(
+            update={"sub_operations": session.sub_operations + added, "updated_at": now}
+        )
+        drafts: list[tuple[ProgressEventType, JsonDict]] = [
+            (E.SUB_OPERATION_ADDED, _sub_data(sub)) for sub in added
+        ]
+        return Change(new, self._events(new, drafts), None)
+
+    def change_sub_operation(
+        self, session: ProgressSession, update: SubOperationUpdate, *, now: datetime
+    ) -> Change:
+        """Start, complete, fail or update one sub-operation (never coalesced)."""
+        self._require_active(session, "change a sub-operation of")
+        subs, drafts = self._apply_sub_updates(session, (update,), now)
+        changes: dict[str, Any] = {"sub_operations": subs, "updated_at": now, "heartbeat_at": now}
+        starting = (
+            update.state is SubOperationState.ACTIVE
+            and session.state.status == SessionStatus.INITIALIZING
+        )
+        if starting:
+            # A sub-operation that starts means the work has started.
+            changes["state"] = InProgress()
+        new = session.model_copy(update=changes)
+        if starting:
+            drafts.append(self._status_event(session, new))
+        snapshot = self._snapshot(new, now, {}, starting) if self._verbose or starting else None
+        return Change(new, self._events(new, drafts), snapshot)
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def pause(self, session: ProgressSession, reason: str, *, now: datetime) -> Change:
+        if session.state.status == SessionStatus.PAUSED:
+            raise InvalidTransition(f"session {session.id!r} is already paused")
+        state = Paused(reason=reason, paused_at_percentage=session.percentage)
+        return self._transition(session, state, now, {"reason": reason})
+
+    def resume(self, session: ProgressSession, *, now: datetime) -> Change:
+        if session.state.status != SessionStatus.PAUSED:
+            raise InvalidTransition(
+                f"session {session.id!r} is {session.state.status}, not paused: nothing to resume"
+            )
+        assert isinstance(session.state, Paused)
+        # With sub-operations the percentage rolls up from them again.
+        percentage = None if session.sub_operations else session.state.paused_at_percentage
+        state = InProgress(percentage=percentage)
+        return self._transition(session, state, now, {}, event=E.SESSION_RESUMED)
+
+    def complete(
+        self, session: ProgressSession, result_summary: str | None, *, now: datetime
+    ) -> Change:
+        duration_s = max(0.0, (now - session.created_at).total_seconds())
+        state = Completed(
+            completed_at=now, result_summary=result_summary, duration_seconds=duration_s
+        )
+        return self._transition(
+            session, state, now, {"result_summary": result_summary, "duration_seconds": duration_s}
+        )
+
+    def fail(
+        self,
+        session: ProgressSession,
+        error_message: str,
+        error_code: str | None,
+        *,
+        now: datetime,
+    ) -> Change:
+        state = Failed(
+            failed_at=now,
+            error_message=error_message,
+            error_code=error_code,
+            failed_at_percentage=session.percentage,
+        )
+        extra = {"error_message": error_message, "error_code": error_code}
+        return self._transition(session, state, now, extra)
+
+    def cancel(self, session: ProgressSession, reason: str, *, now: datetime) -> Change:
+        state = Cancelled(
+            cancelled_at=now, reason=reason, cancelled_at_percentage=session.percentage
+        )
+        return self._transition(session, state, now, {"reason": reason})
+
+    def heartbeat(self, session: ProgressSession, *, now: datetime) -> Change:
+        self._require_active(session, "heartbeat")
+        return Change(session.model_copy(update={"heartbeat_at": now}))
+
+    def expired_event(self, session: ProgressSession) -> EventDraft | None:
+        """The SessionExpired event for a finished session that cleanup removes."""
+        events = self._events(session, [(E.SESSION_EXPIRED, {})])
+        return events[0] if events else None
+
+    # -- helpers ---------------------------------------------------------------
+
+    def check_metadata(self, metadata: Mapping[str, Any], what: str) -> None:
+        encode_metadata(metadata, self.config.max_metadata_bytes, what)
+
+    def _merge_metadata(self, current: JsonDict, update: Mapping[str, Any] | None) -> JsonDict:
+        if not update:
+            return current
+        self.check_metadata(update, "metadata")
+        merged = {**current, **update}
+        self.check_metadata(merged, "the session's merged metadata")
+        return merged
+
+    def _require_active(self, session: ProgressSession, action: str) -> None:
+        if session.state.status in (
+            SessionStatus.COMPLETED,
+            SessionStatus.FAILED,
+            SessionStatus.CANCELLED,
+        ):
+            raise InvalidTransition(
+                f"cannot {action} session {session.id!r}: it is already {session.state.status}"
+            )
+
+    def _transition(
+        self,
+        session: ProgressSession,
+        state: ProgressState,
+        now: datetime,
+        extra: JsonDict,
+        *,
+        event: ProgressEventType | None = None,
+    ) -> Change:
+        check_session_transition(session.id, session.state.status, state.status)
+        new = session.model_copy(update={"state": state, "updated_at": now, "heartbeat_at": now})
+        event_type = event or _ENDED_EVENT[state.status]
+        snapshot = self._snapshot(new, now, {}, status_changed=True)
+        return Change(new, self._events(new, [(event_type, extra)]), snapshot)
+
+    def _status_event(
+        self, old: ProgressSession, new: ProgressSession
+    ) -> tuple[ProgressEventType, JsonDict]:
+        event_type = _ENDED_EVENT.get(new.state.status, E.STATE_CHANGED)
+        return event_type, {"old_status": old.state.status, "new_status": new.state.status}
+
+    def _apply_sub_updates(
+        self,
+        session: ProgressSession,
+        updates: Sequence[SubOperationUpdate],
+        now: datetime,
+    ) -> tuple[tuple[SubOperation, ...], list[tuple[ProgressEventType, JsonDict]]]:
+        if not updates:
+            return session.sub_operations, []
+        subs = list(session.sub_operations)
+        position = {sub.id: i for i, sub in enumerate(subs)}
+        drafts: list[tuple[ProgressEventType, JsonDict]] = []
+        for update in updates:
+            index = position.get(update.id)
+            if index is None:
+                raise SubOperationNotFound(session.id, update.id)
+            sub = subs[index]
+            target = update.state or sub.state
+            if target != sub.state and target not in SUB_OPERATION_TRANSITIONS[sub.state]:
+                raise InvalidTransition(
+                    f"sub-operation {sub.id!r} of session {session.id!r} cannot go "
+                    f"{sub.state.value} -> {target.value}"
+                )
+            if target == sub.state and sub.state.is_terminal:
+                raise InvalidTransition(
+                    f"sub-operation {sub.id!r} of session {session.id!r} is already "
+                    f"{sub.state.value}"
+                )
+            changes: dict[str, Any] = {"state": target}
+            if update.percentage is not None:
+                changes["percentage"] = update.percentage
+            elif target is SubOperationState.COMPLETED:
+                changes["percentage"] = 100.0
+            if update.metadata:
+                what = f"metadata of sub-operation {sub.id!r}"
+                self.check_metadata(update.metadata, what)
+                changes["metadata"] = {**sub.metadata, **update.metadata}
+                self.check_metadata(changes["metadata"], what)
+            if update.error is not None:
+                changes["error"] = update.error
+            if target is SubOperationState.ACTIVE and sub.started_at is None:
+                changes["started_at"] = now
+            if target.is_terminal:
+                changes["ended_at"] = now
+            subs[index] = new_sub = sub.model_copy(update=changes)
+            event_type = (
+                _SUB_EVENT.get(target, E.SUB_OPERATION_UPDATED)
+                if target != sub.state
+                else E.SUB_OPERATION_UPDATED
+            )
+            drafts.append((event_type, _sub_data(new_sub)))
+        return tuple(subs), drafts
+
+    def _events(
+        self, session: ProgressSession, drafts: list[tuple[ProgressEventType, JsonDict]]
+    ) -> tuple[EventDraft, ...]:
+        kept = [(kind, extra) for kind, extra in drafts if kind in self._allowed_events]
+        if not kept:
+            return ()
+        base = self._view(session)
+        return tuple(EventDraft(kind, {**base, **extra}) for kind, extra in kept)
+
+    def _view(self, session: ProgressSession) -> JsonDict:
+        """What a viewer needs of the session, as granularity allows."""
+        state = session.state
+        data: JsonDict = {"status": state.status, "percentage": session.percentage}
+        if self._detailed and isinstance(state, InProgress):
+            data["current_step"] = state.current_step
+            data["current_step_number"] = state.current_step_number
+            data["total_steps"] = state.total_steps
+            data["eta_seconds"] = state.eta_seconds
+        return data
+
+    def _snapshot(
+        self,
+        session: ProgressSession,
+        now: datetime,
+        metadata: JsonDict,
+        status_changed: bool,
+    ) -> ProgressSnapshot | None:
+        if not (status_changed or self._every_update_snapshot):
+            return None
+        state = session.state
+        if isinstance(state, InProgress) and not self._detailed:
+            state = InProgress(percentage=session.percentage)
+        return ProgressSnapshot.model_construct(
+            timestamp=now,
+            state=state,
+            metadata=metadata,
+            sub_operations=session.sub_operations if self._verbose else None,
+            index=0,
+        )
+
+
+def _sub_data(sub: SubOperation) -> JsonDict:
+    data: JsonDict = {
+        "sub_operation_id": sub.id,
+        "sub_operation_name": sub.name,
+        "sub_operation_state": sub.state.value,
+        "sub_operation_percentage": sub.percentage,
+    }
+    if sub.error is not None:
+        data["sub_operation_error"] = sub.error
+    return data

@@ -1,0 +1,566 @@
+"""``ProgressTracker``: the engine behind the Store and EventBus ports.
+
+One lock orders every commit with its publication, so subscribers in this
+process see events in sequence order. Plain in-progress updates are
+coalesced (see :mod:`.window`); transitions never are, and flush what is
+pending for their session first.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import uuid
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Self
+
+from ..bus.base import EventBus
+from ..bus.local import LocalBus
+from ..core.clock import Clock, SystemClock
+from ..core.config import ProgressConfig
+from ..core.engine import Change, Engine
+from ..core.errors import (
+    InvalidProgress,
+    InvalidTransition,
+    ProgressError,
+    SessionNotFound,
+    TrackingDisabled,
+)
+from ..core.eta import EtaEstimator
+from ..core.models import (
+    ProgressEvent,
+    ProgressEventType,
+    ProgressSession,
+    ProgressStats,
+    SubOperation,
+    SubOperationState,
+    SubOperationUpdate,
+)
+from ..core.states import InProgress, ProgressState, SessionStatus
+from ..store.base import Mutation, SessionQuery, Store
+from .subscription import Subscription
+from .urls import store_from_url
+from .window import Pending, WindowFlusher
+
+__all__ = ["CleanupResult", "ProgressTracker"]
+
+logger = logging.getLogger(__name__)
+
+_MOVING_SUB_STATES = frozenset(SubOperationState) - {SubOperationState.ACTIVE}
+
+
+@dataclass(frozen=True, slots=True)
+class CleanupResult:
+    #: Active sessions failed with error_code "TIMEOUT".
+    timed_out: list[str] = field(default_factory=list)
+    #: Finished sessions removed after the retention window.
+    removed: int = 0
+
+
+@dataclass(slots=True)
+class _Window:
+    """What this process knows of one session's coalescing window."""
+
+    status: str
+    last_write_s: float
+    pending: Pending | None = None
+
+
+class ProgressTracker:
+    """Thread-safe progress tracking over a store and an event bus.
+
+    With ``config.enabled`` false every method is a cheap no-op:
+    ``create_session`` returns an id, writes do nothing, collection reads are
+    empty, and ``get_session`` raises :class:`TrackingDisabled` (there is no
+    session to return).
+    """
+
+    def __init__(
+        self,
+        config: ProgressConfig | None = None,
+        *,
+        store: Store | None = None,
+        bus: EventBus | None = None,
+        clock: Clock | None = None,
+        background: bool = True,
+    ) -> None:
+        self.config = config or ProgressConfig()
+        self.enabled = self.config.enabled
+        self.clock: Clock = clock or SystemClock()
+        self._owns_store = store is None
+        self.store = store if store is not None else store_from_url(self.config.store_url)
+        self._owns_bus = bus is None
+        self.bus = bus if bus is not None else LocalBus()
+        self.engine = Engine(self.config)
+        self._window_s = self.config.update_interval_s
+        self._history_limit = self.config.max_history_snapshots
+        self._lock = threading.RLock()
+        self._windows: dict[str, _Window] = {}
+        self._etas: dict[str, EtaEstimator] = {}
+        self._subscriptions: tuple[Subscription, ...] = ()
+        self._closed = False
+        self._unsubscribe_bus = self.bus.subscribe(self._fan_out)
+        self._flusher = WindowFlusher(
+            self.clock,
+            self._flush_due,
+            self.config.cleanup_interval_seconds,
+            self._periodic_cleanup,
+            background=background,
+        )
+
+    # -- creating ------------------------------------------------------------
+
+    def create_session(
+        self,
+        operation_id: str,
+        metadata: Mapping[str, Any] | None = None,
+        *,
+        session_id: str | None = None,
+        parent_id: str | None = None,
+    ) -> str:
+        session_id = session_id if session_id is not None else str(uuid.uuid4())
+        if not self.enabled:
+            return session_id
+        change = self.engine.create(
+            session_id=session_id,
+            operation_id=operation_id,
+            metadata=metadata,
+            parent_id=parent_id,
+            now=self.clock.now(),
+        )
+        with self._lock:
+            events = self.store.create(
+                change,
+                max_active=self.config.max_concurrent_sessions,
+                history_limit=self._history_limit,
+            )
+            self._windows[session_id] = _Window(SessionStatus.INITIALIZING, float("-inf"))
+            self._publish(events)
+        return session_id
+
+    # -- progress ------------------------------------------------------------
+
+    def update_progress(
+        self,
+        session_id: str,
+        state: ProgressState,
+        sub_operation_updates: Sequence[SubOperationUpdate] = (),
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Record progress. Plain in-progress updates are coalesced per window."""
+        if not self.enabled:
+            return
+        if (
+            self._window_s > 0
+            and isinstance(state, InProgress)
+            and self._coalesce(session_id, state, sub_operation_updates, metadata)
+        ):
+            return
+        eta = self._eta_hook(session_id) if isinstance(state, InProgress) else None
+        self._commit(
+            session_id,
+            functools.partial(
+                self.engine.update,
+                state=state,
+                sub_operation_updates=tuple(sub_operation_updates),
+                metadata=metadata,
+                now=self.clock.now(),
+                eta=eta,
+            ),
+        )
+
+    def _coalesce(
+        self,
+        session_id: str,
+        state: InProgress,
+        sub_updates: Sequence[SubOperationUpdate],
+        metadata: Mapping[str, Any] | None,
+    ) -> bool:
+        """Keep the update pending if a write for this session happened within the window."""
+        for update in sub_updates:
+            if update.state is not None and update.state in _MOVING_SUB_STATES:
+                return False  # a sub-operation transition: never coalesced
+        now_s = self.clock.monotonic()
+        with self._lock:
+            window = self._windows.get(session_id)
+            if (
+                window is None
+                or window.status != SessionStatus.IN_PROGRESS
+                or now_s - window.last_write_s >= self._window_s
+            ):
+                return False
+            if metadata:
+                self.engine.check_metadata(metadata, "metadata")
+            if window.pending is None:
+                window.pending = Pending(state, now_s)
+                self._flusher.schedule(session_id, window.last_write_s + self._window_s)
+            else:
+                window.pending.state = state
+                window.pending.at_s = now_s
+            if sub_updates:
+                window.pending.add_sub_updates(sub_updates)
+            if metadata:
+                window.pending.add_metadata(metadata)
+        return True
+
+    def _eta_hook(self, session_id: str) -> Any:
+        estimator = self._etas.get(session_id)
+        if estimator is None:
+            estimator = self._etas[session_id] = EtaEstimator(self.config.eta_smoothing)
+        now_s = self.clock.monotonic()
+        return lambda percentage: estimator.observe(percentage, now_s)
+
+    # -- sub-operations --------------------------------------------------------
+
+    def add_sub_operations(self, session_id: str, sub_operations: Iterable[SubOperation]) -> None:
+        if not self.enabled:
+            return
+        self._commit(
+            session_id,
+            functools.partial(
+                self.engine.add_sub_operations,
+                sub_operations=tuple(sub_operations),
+                now=self.clock.now(),
+            ),
+        )
+
+    def start_sub_operation(self, session_id: str, sub_operation_id: str) -> None:
+        self._change_sub(
+            session_id, SubOperationUpdate(id=sub_operation_id, state=SubOperationState.ACTIVE)
+        )
+
+    def update_sub_operation(
+        self,
+        session_id: str,
+        sub_operation_id: str,
+        percentage: float | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Set a running sub-operation's percentage (coalesced like any progress)."""
+        update = SubOperationUpdate(
+            id=sub_operation_id, percentage=percentage, metadata=dict(metadata or {})
+        )
+        self._change_sub(session_id, update)
+
+    def complete_sub_operation(
+        self, session_id: str, sub_operation_id: str, metadata: Mapping[str, Any] | None = None
+    ) -> None:
+        self._change_sub(
+            session_id,
+            SubOperationUpdate(
+                id=sub_operation_id,
+                state=SubOperationState.COMPLETED,
+                metadata=dict(metadata or {}),
+            ),
+        )
+
+    def fail_sub_operation(self, session_id: str, sub_operation_id: str, error: str) -> None:
+        self._change_sub(
+            session_id,
+            SubOperationUpdate(id=sub_operation_id, state=SubOperationState.FAILED, error=error),
+        )
+
+    def _change_sub(self, session_id: str, update: SubOperationUpdate) -> None:
+        if not self.enabled:
+            return
+        self._commit(
+            session_id,
+            functools.partial(
+                self.engine.change_sub_operation, update=update, now=self.clock.now()
+            ),
+        )
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def pause_session(self, session_id: str, reason: str = "") -> None:
+        self._transition(session_id, self.engine.pause, reason=reason)
+
+    def resume_session(self, session_id: str) -> None:
+        self._transition(session_id, self.engine.resume)
+
+    def complete_session(self, session_id: str, result_summary: str | None = None) -> None:
+        self._transition(session_id, self.engine.complete, result_summary=result_summary)
+
+    def fail_session(
+        self, session_id: str, error_message: str, error_code: str | None = None
+    ) -> None:
+        self._transition(
+            session_id, self.engine.fail, error_message=error_message, error_code=error_code
+        )
+
+    def cancel_session(self, session_id: str, reason: str = "") -> None:
+        self._transition(session_id, self.engine.cancel, reason=reason)
+
+    def heartbeat(self, session_id: str) -> None:
+        """Mark the session alive without recording progress."""
+        self._transition(session_id, self.engine.heartbeat)
+
+    def _transition(self, session_id: str, method: Any, **arguments: Any) -> None:
+        if not self.enabled:
+            return
+        self._commit(session_id, functools.partial(method, now=self.clock.now(), **arguments))
+
+    # -- committing ------------------------------------------------------------
+
+    def _commit(self, session_id: str, mutation: Mutation) -> ProgressSession:
+        with self._lock:
+            self._flush_session(session_id)
+            try:
+                session, events = self.store.apply(
+                    session_id, mutation, history_limit=self._history_limit
+                )
+            except (InvalidTransition, SessionNotFound):
+                # What we knew of the session may be stale: forget it, so the
+                # next update goes to the store and sees the truth.
+                self._forget(session_id)
+                raise
+            self._note_written(session)
+            self._publish(events)
+            return session
+
+    def _note_written(self, session: ProgressSession) -> None:
+        status = session.state.status
+        if status in (SessionStatus.COMPLETED, SessionStatus.FAILED, SessionStatus.CANCELLED):
+            self._forget(session.id)
+            return
+        window = self._windows.get(session.id)
+        if window is None:
+            self._windows[session.id] = _Window(status, self.clock.monotonic())
+        else:
+            window.status = status
+            window.last_write_s = self.clock.monotonic()
+
+    def _forget(self, session_id: str) -> None:
+        self._windows.pop(session_id, None)
+        self._etas.pop(session_id, None)
+
+    def _flush_session(self, session_id: str) -> None:
+        """Write out what is pending for one session (caller holds the lock)."""
+        window = self._windows.get(session_id)
+        if window is None or window.pending is None:
+            return
+        pending, window.pending = window.pending, None
+        estimator = self._etas.get(session_id)
+        eta = None
+        if estimator is not None:
+            at_s = pending.at_s
+            eta = functools.partial(_observe, estimator, at_s)
+        mutation = functools.partial(
+            self.engine.update,
+            state=pending.state,
+            sub_operation_updates=pending.sub_update_list(),
+            metadata=pending.metadata,
+            now=self._wall_time(pending.at_s),
+            eta=eta,
+        )
+        try:
+            session, events = self.store.apply(
+                session_id, mutation, history_limit=self._history_limit
+            )
+        except ProgressError as exc:
+            # The session changed elsewhere (cancelled, removed): the coalesced
+            # update is obsolete. The next call learns it from the store.
+            logger.debug("dropped coalesced update of %s: %s", session_id, exc)
+            self._forget(session_id)
+            return
+        self._note_written(session)
+        self._publish(events)
+
+    def _wall_time(self, at_s: float) -> Any:
+        return self.clock.now() - timedelta(seconds=max(0.0, self.clock.monotonic() - at_s))
+
+    def _flush_due(self, session_ids: Iterable[str]) -> None:
+        with self._lock:
+            for session_id in session_ids:
+                self._flush_session(session_id)
+
+    def flush(self) -> None:
+        """Write out every coalesced update now."""
+        with self._lock:
+            for session_id in [sid for sid, w in self._windows.items() if w.pending]:
+                self._flush_session(session_id)
+
+    # -- reading -----------------------------------------------------------------
+
+    def get_session(self, session_id: str) -> ProgressSession:
+        """The session as committed, with this process's pending update applied."""
+        if not self.enabled:
+            raise TrackingDisabled("progress tracking is disabled (ProgressConfig.enabled=False)")
+        with self._lock:
+            session = self.store.get(session_id)
+            if session is None:
+                raise SessionNotFound(session_id)
+            window = self._windows.get(session_id)
+            pending = window.pending if window is not None else None
+        if pending is None:
+            return session
+        try:
+            change: Change = self.engine.update(
+                session,
+                pending.state,
+                sub_operation_updates=pending.sub_update_list(),
+                metadata=pending.metadata,
+                now=self._wall_time(pending.at_s),
+            )
+        except ProgressError:
+            return session
+        return change.session.model_copy(update={"history": session.history})
+
+    def list_sessions(
+        self,
+        *,
+        status: str | Collection[str] | None = None,
+        operation_id: str | None = None,
+        parent_id: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[ProgressSession]:
+        """Sessions without history, newest first."""
+        if not self.enabled:
+            return []
+        if limit < 0 or offset < 0:
+            raise InvalidProgress("limit and offset must be non-negative")
+        statuses = [status] if isinstance(status, str) else status
+        if statuses is not None:
+            unknown = set(statuses) - set(SessionStatus)
+            if unknown:
+                raise InvalidProgress(f"unknown session status(es): {sorted(unknown)}")
+        query = SessionQuery(
+            statuses=statuses,
+            operation_id=operation_id,
+            parent_id=parent_id,
+            limit=limit,
+            offset=offset,
+        )
+        return self.store.list_sessions(query)
+
+    def get_stats(self) -> ProgressStats:
+        if not self.enabled:
+            return ProgressStats(
+                active_sessions=0,
+                sessions_by_state={},
+                avg_session_duration_seconds=0.0,
+                total_completed=0,
+                total_failed=0,
+                total_cancelled=0,
+            )
+        return self.store.stats()
+
+    # -- events ------------------------------------------------------------------
+
+    def subscribe_to_events(
+        self,
+        *,
+        session_id: str | None = None,
+        event_types: Collection[ProgressEventType | str] | None = None,
+        since: int | None = None,
+    ) -> Subscription:
+        """Events from now on or, with ``since``, from the log after that sequence number."""
+        subscription = Subscription(
+            buffer_size=self.config.subscriber_buffer_size,
+            session_id=session_id,
+            event_types=event_types,
+            on_close=self._drop_subscription,
+        )
+        if not self.enabled:
+            subscription.close()
+            return subscription
+        with self._lock:
+            if since is None:
+                subscription.last_seq = self.store.last_seq()
+            else:
+                subscription.last_seq = since
+                self._replay(subscription, since)
+            self._subscriptions = (*self._subscriptions, subscription)
+        return subscription
+
+    def _replay(self, subscription: Subscription, since: int) -> None:
+        cursor = since
+        subscription.last_seq = since
+        while True:
+            page = self.store.events_since(cursor, session_id=subscription.session_id)
+            if not page:
+                return
+            for event in page:
+                subscription.push(event)
+            cursor = page[-1].seq
+
+    def _drop_subscription(self, subscription: Subscription) -> None:
+        with self._lock:
+            self._subscriptions = tuple(s for s in self._subscriptions if s is not subscription)
+
+    def _publish(self, events: list[ProgressEvent]) -> None:
+        if events:
+            self.bus.publish(events)
+
+    def _fan_out(self, event: ProgressEvent) -> None:
+        for subscription in self._subscriptions:
+            subscription.push(event)
+
+    # -- housekeeping --------------------------------------------------------------
+
+    def cleanup_expired(self) -> CleanupResult:
+        """Fail active sessions silent too long; remove finished ones past retention."""
+        if not self.enabled:
+            return CleanupResult()
+        self.flush()
+        now = self.clock.now()
+        timeout = timedelta(seconds=self.config.session_timeout_seconds)
+        timed_out = []
+        for session_id in self.store.stale_sessions(now - timeout):
+            try:
+                self._commit(
+                    session_id, functools.partial(self._time_out, now=now, timeout=timeout)
+                )
+            except ProgressError:
+                continue  # finished or refreshed meanwhile
+            timed_out.append(session_id)
+        retention = timedelta(seconds=self.config.finished_retention_seconds)
+        with self._lock:
+            events = self.store.purge_finished(now - retention, self.engine.expired_event)
+            self._publish(events)
+        self.store.purge_events(now - retention)
+        return CleanupResult(timed_out=timed_out, removed=len(events))
+
+    def _time_out(self, session: ProgressSession, *, now: Any, timeout: timedelta) -> Change:
+        last = session.heartbeat_at or session.updated_at
+        if now - last < timeout:
+            raise InvalidTransition(f"session {session.id!r} is alive again")
+        seconds = int(timeout.total_seconds())
+        return self.engine.fail(
+            session, f"no progress reported for {seconds} s", "TIMEOUT", now=now
+        )
+
+    def _periodic_cleanup(self) -> None:
+        try:
+            self.cleanup_expired()
+        except Exception:
+            logger.exception("progress cleanup failed")
+
+    def close(self) -> None:
+        """Flush pending updates, stop background work, close what the tracker opened."""
+        if self._closed:
+            return
+        self._closed = True
+        self._flusher.stop()
+        self.flush()
+        self._unsubscribe_bus()
+        for subscription in self._subscriptions:
+            subscription.close()
+        if self._owns_bus:
+            self.bus.close()
+        if self._owns_store:
+            self.store.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _observe(estimator: EtaEstimator, at_s: float, percentage: float) -> float | None:
+    return estimator.observe(percentage, at_s)
