@@ -53,13 +53,13 @@ class SessionStatus(StrEnum):
 class Initializing(FrozenModel):
     """Created (for Celery: dispatched), not started yet."""
 
-    status: Literal["initializing"] = "initializing"
+    status: Literal[SessionStatus.INITIALIZING] = SessionStatus.INITIALIZING
 
 
 class InProgress(FrozenModel):
     """Running. ``percentage`` may be left out when sub-operations carry the progress."""
 
-    status: Literal["in_progress"] = "in_progress"
+    status: Literal[SessionStatus.IN_PROGRESS] = SessionStatus.IN_PROGRESS
     percentage: Percentage | None = None
     current_step: str | None = None
     total_steps: NonNegativeInt | None = None
@@ -68,20 +68,20 @@ class InProgress(FrozenModel):
 
 
 class Paused(FrozenModel):
-    status: Literal["paused"] = "paused"
+    status: Literal[SessionStatus.PAUSED] = SessionStatus.PAUSED
     reason: str = ""
     paused_at_percentage: Percentage = 0.0
 
 
 class Completed(FrozenModel):
-    status: Literal["completed"] = "completed"
+    status: Literal[SessionStatus.COMPLETED] = SessionStatus.COMPLETED
     completed_at: datetime
     result_summary: str | None = None
     duration_seconds: NonNegativeSeconds = 0.0
 
 
 class Failed(FrozenModel):
-    status: Literal["failed"] = "failed"
+    status: Literal[SessionStatus.FAILED] = SessionStatus.FAILED
     failed_at: datetime
     error_message: str
     error_code: str | None = None
@@ -89,7 +89,7 @@ class Failed(FrozenModel):
 
 
 class Cancelled(FrozenModel):
-    status: Literal["cancelled"] = "cancelled"
+    status: Literal[SessionStatus.CANCELLED] = SessionStatus.CANCELLED
     cancelled_at: datetime
     reason: str = ""
     cancelled_at_percentage: Percentage = 0.0

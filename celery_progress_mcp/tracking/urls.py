@@ -14,7 +14,8 @@ def store_from_url(url: str) -> Store:
     if url in ("memory://", "memory:", "memory"):
         return MemoryStore()
     try:
-        from ..store.sql import SqlStore
+        from ..store.sql import SqlStore  # type: ignore[import-not-found,unused-ignore]
     except ImportError as exc:
         raise ConfigError(f"store_url {url!r}: the SQL store is not available ({exc})") from exc
-    return SqlStore(url)
+    store: Store = SqlStore(url)
+    return store
