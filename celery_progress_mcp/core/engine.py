@@ -25,6 +25,7 @@ from .models import (
     SubOperation,
     SubOperationState,
     SubOperationUpdate,
+    rollup_percentage,
 )
 from .states import (
     Cancelled,
@@ -84,7 +85,12 @@ _SUB_EVENT = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+_PAUSED = SessionStatus.PAUSED
+_IN_PROGRESS = SessionStatus.IN_PROGRESS
+_PROGRESS_DRAFT: tuple[ProgressEventType, JsonDict] = (E.PROGRESS_UPDATED, {})
+
+
+@dataclass(slots=True)
 class EventDraft:
     """An event before the store gives it a sequence number."""
 
@@ -92,12 +98,13 @@ class EventDraft:
     data: JsonDict
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Change:
     """What one request does: the new session, its events, a snapshot to record.
 
     ``session.history`` is left as it was; the store appends ``snapshot``
-    (giving it its index) and thins the history.
+    and thins the history. The snapshot is new and unshared, so the store
+    stamps its ``index`` in place rather than copying it.
     """
 
     session: ProgressSession
@@ -180,33 +187,32 @@ class Engine:
         eta: EtaHook | None = None,
     ) -> Change:
         current = session.state.status
-        if current == SessionStatus.PAUSED and state.status == SessionStatus.IN_PROGRESS:
+        target = state.status
+        if current == _PAUSED and target == _IN_PROGRESS:
             raise InvalidTransition(
                 f"session {session.id!r} is paused; resume it with resume_session first"
             )
-        check_session_transition(session.id, current, state.status)
-        subs, sub_events = self._apply_sub_updates(session, sub_operation_updates, now)
-        merged = self._merge_metadata(session.metadata, metadata)
-        if isinstance(state, InProgress) and state.eta_seconds is None and eta is not None:
-            probe = session.model_copy(update={"state": state, "sub_operations": subs})
-            estimate = eta(probe.percentage)
+        check_session_transition(session.id, current, target)
+        if sub_operation_updates:
+            subs, drafts = self._apply_sub_updates(session, sub_operation_updates, now)
+        else:
+            subs, drafts = session.sub_operations, []
+        merged = self._merge_metadata(session.metadata, metadata) if metadata else session.metadata
+        in_progress = target == _IN_PROGRESS
+        if in_progress and eta is not None and state.eta_seconds is None:  # type: ignore[union-attr]
+            percentage = state.percentage  # type: ignore[union-attr]
+            estimate = eta(rollup_percentage(subs) if percentage is None else percentage)
             if estimate is not None:
-                state = state.model_copy(update={"eta_seconds": estimate})
-        new = session.model_copy(
-            update={
-                "state": state,
-                "sub_operations": subs,
-                "metadata": merged,
-                "updated_at": now,
-                "heartbeat_at": now,
-            }
+                state = state.replace(eta_seconds=estimate)
+        new = session.replace(
+            state=state, sub_operations=subs, metadata=merged, updated_at=now, heartbeat_at=now
         )
-        drafts = sub_events
-        if state.status != current:
+        changed = target != current
+        if changed:
             drafts.append(self._status_event(session, new))
-        if isinstance(state, InProgress):
-            drafts.append((E.PROGRESS_UPDATED, {}))
-        snapshot = self._snapshot(new, now, dict(metadata or {}), state.status != current)
+        if in_progress:
+            drafts.append(_PROGRESS_DRAFT)
+        snapshot = self._snapshot(new, now, dict(metadata) if metadata else {}, changed)
         return Change(new, self._events(new, drafts), snapshot)
 
     # -- sub-operations -----------------------------------------------------
@@ -226,9 +232,7 @@ class Engine:
                 )
             known.add(sub.id)
             self.check_metadata(sub.metadata, f"metadata of sub-operation {sub.id!r}")
-        new = session.model_copy(
-            update={"sub_operations": session.sub_operations + added, "updated_at": now}
-        )
+        new = session.replace(sub_operations=session.sub_operations + added, updated_at=now)
         drafts: list[tuple[ProgressEventType, JsonDict]] = [
             (E.SUB_OPERATION_ADDED, _sub_data(sub)) for sub in added
         ]
@@ -248,7 +252,7 @@ class Engine:
         if starting:
             # A sub-operation that starts means the work has started.
             changes["state"] = InProgress()
-        new = session.model_copy(update=changes)
+        new = session.replace(**changes)
         if starting:
             drafts.append(self._status_event(session, new))
         snapshot = self._snapshot(new, now, {}, starting) if self._verbose or starting else None
@@ -309,7 +313,7 @@ class Engine:
 
     def heartbeat(self, session: ProgressSession, *, now: datetime) -> Change:
         self._require_active(session, "heartbeat")
-        return Change(session.model_copy(update={"heartbeat_at": now}))
+        return Change(session.replace(heartbeat_at=now))
 
     def expired_event(self, session: ProgressSession) -> EventDraft | None:
         """The SessionExpired event for a finished session that cleanup removes."""
@@ -349,7 +353,7 @@ class Engine:
         event: ProgressEventType | None = None,
     ) -> Change:
         check_session_transition(session.id, session.state.status, state.status)
-        new = session.model_copy(update={"state": state, "updated_at": now, "heartbeat_at": now})
+        new = session.replace(state=state, updated_at=now, heartbeat_at=now)
         event_type = event or _ENDED_EVENT[state.status]
         snapshot = self._snapshot(new, now, {}, status_changed=True)
         return Change(new, self._events(new, [(event_type, extra)]), snapshot)
@@ -403,7 +407,7 @@ class Engine:
                 changes["started_at"] = now
             if target.is_terminal:
                 changes["ended_at"] = now
-            subs[index] = new_sub = sub.model_copy(update=changes)
+            subs[index] = new_sub = sub.replace(**changes)
             event_type = (
                 _SUB_EVENT.get(target, E.SUB_OPERATION_UPDATED)
                 if target != sub.state
@@ -415,11 +419,15 @@ class Engine:
     def _events(
         self, session: ProgressSession, drafts: list[tuple[ProgressEventType, JsonDict]]
     ) -> tuple[EventDraft, ...]:
-        kept = [(kind, extra) for kind, extra in drafts if kind in self._allowed_events]
-        if not kept:
-            return ()
-        base = self._view(session)
-        return tuple(EventDraft(kind, {**base, **extra}) for kind, extra in kept)
+        allowed = self._allowed_events
+        events: list[EventDraft] = []
+        base: JsonDict | None = None
+        for kind, extra in drafts:
+            if kind in allowed:
+                if base is None:
+                    base = self._view(session)
+                events.append(EventDraft(kind, {**base, **extra} if extra else base))
+        return tuple(events)
 
     def _view(self, session: ProgressSession) -> JsonDict:
         """What a viewer needs of the session, as granularity allows."""
@@ -443,8 +451,15 @@ class Engine:
             return None
         state = session.state
         if isinstance(state, InProgress) and not self._detailed:
-            state = InProgress(percentage=session.percentage)
-        return ProgressSnapshot.model_construct(
+            state = InProgress.trusted(
+                status=SessionStatus.IN_PROGRESS,
+                percentage=session.percentage,
+                current_step=None,
+                total_steps=None,
+                current_step_number=None,
+                eta_seconds=None,
+            )
+        return ProgressSnapshot.trusted(
             timestamp=now,
             state=state,
             metadata=metadata,

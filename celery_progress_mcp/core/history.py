@@ -16,12 +16,13 @@ __all__ = ["append_snapshot", "is_kept", "stride_for"]
 
 
 def stride_for(latest_index: int, max_snapshots: int) -> int:
-    """The smallest power-of-two stride that keeps at most ``max_snapshots``."""
-    stride = 1
-    # multiples of stride in [0, latest] plus possibly the latest itself
-    while latest_index // stride + 2 > max_snapshots:
-        stride *= 2
-    return stride
+    """The smallest power-of-two stride that keeps at most ``max_snapshots``.
+
+    Kept are the multiples of the stride in ``[0, latest]`` plus the latest:
+    ``latest // stride + 2`` at most, which is within the bound exactly when
+    ``stride > latest // (max_snapshots - 1)``.
+    """
+    return 1 << (latest_index // (max_snapshots - 1)).bit_length()
 
 
 def is_kept(index: int, latest_index: int, max_snapshots: int) -> bool:

@@ -23,7 +23,7 @@ from .base import Mutation, SessionQuery, Store
 __all__ = ["DEFAULT_MAX_LOGGED_EVENTS", "MemoryStore"]
 
 #: Events the memory store keeps for ``events_since``; older ones are dropped.
-DEFAULT_MAX_LOGGED_EVENTS = 100_000
+DEFAULT_MAX_LOGGED_EVENTS = 10_000
 
 
 class MemoryStore(Store):
@@ -87,8 +87,10 @@ class MemoryStore(Store):
             return
         history = self._history[session_id]
         index = history[-1].index + 1 if history else 0
-        snapshot = change.snapshot.model_copy(update={"index": index})
-        append_snapshot(history, snapshot, history_limit)
+        # The snapshot is the change's own, not yet seen by anyone: stamping
+        # its index in place saves a copy on every update.
+        change.snapshot.__dict__["index"] = index
+        append_snapshot(history, change.snapshot, history_limit)
 
     def _log_events(
         self, session: ProgressSession, drafts: tuple[EventDraft, ...]
@@ -97,7 +99,7 @@ class MemoryStore(Store):
         for draft in drafts:
             self._seq += 1
             events.append(
-                ProgressEvent.model_construct(
+                ProgressEvent.trusted(
                     seq=self._seq,
                     session_id=session.id,
                     operation_id=session.operation_id,
@@ -118,7 +120,7 @@ class MemoryStore(Store):
             session = self._sessions.get(session_id)
             if session is None or not with_history:
                 return session
-            return session.model_copy(update={"history": tuple(self._history[session_id])})
+            return session.replace(history=tuple(self._history[session_id]))
 
     def _matching(self, query: SessionQuery) -> list[ProgressSession]:
         with self._lock:

@@ -21,7 +21,7 @@ from ..bus.base import EventBus
 from ..bus.local import LocalBus
 from ..core.clock import Clock, SystemClock
 from ..core.config import ProgressConfig
-from ..core.engine import Change, Engine
+from ..core.engine import Change, Engine, EtaHook
 from ..core.errors import (
     InvalidProgress,
     InvalidTransition,
@@ -39,7 +39,7 @@ from ..core.models import (
     SubOperationState,
     SubOperationUpdate,
 )
-from ..core.states import InProgress, ProgressState, SessionStatus
+from ..core.states import TERMINAL_STATUSES, InProgress, ProgressState, SessionStatus
 from ..store.base import Mutation, SessionQuery, Store
 from .subscription import Subscription
 from .urls import store_from_url
@@ -206,12 +206,11 @@ class ProgressTracker:
                 window.pending.add_metadata(metadata)
         return True
 
-    def _eta_hook(self, session_id: str) -> Any:
+    def _eta_hook(self, session_id: str) -> EtaHook:
         estimator = self._etas.get(session_id)
         if estimator is None:
             estimator = self._etas[session_id] = EtaEstimator(self.config.eta_smoothing)
-        now_s = self.clock.monotonic()
-        return lambda percentage: estimator.observe(percentage, now_s)
+        return functools.partial(_observe, estimator, self.clock.monotonic())
 
     # -- sub-operations --------------------------------------------------------
 
@@ -323,7 +322,7 @@ class ProgressTracker:
 
     def _note_written(self, session: ProgressSession) -> None:
         status = session.state.status
-        if status in (SessionStatus.COMPLETED, SessionStatus.FAILED, SessionStatus.CANCELLED):
+        if status in TERMINAL_STATUSES:
             self._forget(session.id)
             return
         window = self._windows.get(session.id)
@@ -344,10 +343,7 @@ class ProgressTracker:
             return
         pending, window.pending = window.pending, None
         estimator = self._etas.get(session_id)
-        eta = None
-        if estimator is not None:
-            at_s = pending.at_s
-            eta = functools.partial(_observe, estimator, at_s)
+        eta = None if estimator is None else functools.partial(_observe, estimator, pending.at_s)
         mutation = functools.partial(
             self.engine.update,
             state=pending.state,
@@ -407,7 +403,7 @@ class ProgressTracker:
             )
         except ProgressError:
             return session
-        return change.session.model_copy(update={"history": session.history})
+        return change.session.replace(history=session.history)
 
     def list_sessions(
         self,
