@@ -238,7 +238,7 @@ class ProgressTracker:
         percentage: float | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> None:
-        """Set a running sub-operation's percentage (coalesced like any progress)."""
+        """Set a sub-operation's percentage or metadata (written at once, like a transition)."""
         update = SubOperationUpdate(
             id=sub_operation_id, percentage=percentage, metadata=dict(metadata or {})
         )
