@@ -31,6 +31,7 @@ from ..core.errors import (
 )
 from ..core.eta import EtaEstimator
 from ..core.models import (
+    JsonDict,
     ProgressEvent,
     ProgressEventType,
     ProgressSession,
@@ -49,8 +50,6 @@ __all__ = ["CleanupResult", "ProgressTracker"]
 
 logger = logging.getLogger(__name__)
 
-_MOVING_SUB_STATES = frozenset(SubOperationState) - {SubOperationState.ACTIVE}
-
 
 @dataclass(frozen=True, slots=True)
 class CleanupResult:
@@ -66,6 +65,8 @@ class _Window:
 
     status: str
     last_write_s: float
+    #: The metadata as last written, to check a coalesced update's merged size at once.
+    metadata: JsonDict
     pending: Pending | None = None
 
 
@@ -137,7 +138,9 @@ class ProgressTracker:
                 max_active=self.config.max_concurrent_sessions,
                 history_limit=self._history_limit,
             )
-            self._windows[session_id] = _Window(SessionStatus.INITIALIZING, float("-inf"))
+            self._windows[session_id] = _Window(
+                SessionStatus.INITIALIZING, float("-inf"), change.session.metadata
+            )
             self._publish(events)
         return session_id
 
@@ -180,9 +183,8 @@ class ProgressTracker:
         metadata: Mapping[str, Any] | None,
     ) -> bool:
         """Keep the update pending if a write for this session happened within the window."""
-        for update in sub_updates:
-            if update.state is not None and update.state in _MOVING_SUB_STATES:
-                return False  # a sub-operation transition: never coalesced
+        if any(update.state is not None for update in sub_updates):
+            return False  # possibly a sub-operation transition: never coalesced
         now_s = self.clock.monotonic()
         with self._lock:
             window = self._windows.get(session_id)
@@ -194,6 +196,9 @@ class ProgressTracker:
                 return False
             if metadata:
                 self.engine.check_metadata(metadata, "metadata")
+                pending_metadata = window.pending.metadata if window.pending else None
+                merged = {**window.metadata, **(pending_metadata or {}), **metadata}
+                self.engine.check_metadata(merged, "the session's merged metadata")
             if window.pending is None:
                 window.pending = Pending(state, now_s)
                 self._flusher.schedule(session_id, window.last_write_s + self._window_s)
@@ -327,10 +332,11 @@ class ProgressTracker:
             return
         window = self._windows.get(session.id)
         if window is None:
-            self._windows[session.id] = _Window(status, self.clock.monotonic())
+            self._windows[session.id] = _Window(status, self.clock.monotonic(), session.metadata)
         else:
             window.status = status
             window.last_write_s = self.clock.monotonic()
+            window.metadata = session.metadata
 
     def _forget(self, session_id: str) -> None:
         self._windows.pop(session_id, None)
