@@ -37,7 +37,11 @@ def _drain(subscription: Any, stop: threading.Event) -> None:
         subscription.drain()
 
 
-def updates_per_s(update_interval_ms: int, updates: int, sessions: int) -> float:
+def updates_per_s(
+    update_interval_ms: int, updates: int, sessions: int, *, build_states: bool = True
+) -> float:
+    """Updates per second; ``build_states=False`` reuses prepared states, to
+    show the tracker's own cost apart from pydantic's validation of each state."""
     config = ProgressConfig(update_interval_ms=update_interval_ms, max_history_snapshots=100)
     with ProgressTracker(config) as tracker:
         ids = [tracker.create_session("bench") for _ in range(sessions)]
@@ -49,9 +53,16 @@ def updates_per_s(update_interval_ms: int, updates: int, sessions: int) -> float
         reader.start()
         update = tracker.update_progress
         count = len(ids)
+        prepared = [InProgress(percentage=i / 10.0, current_step="step") for i in range(1000)]
         started = time.perf_counter()
-        for i in range(updates):
-            update(ids[i % count], InProgress(percentage=(i % 1000) / 10.0, current_step="step"))
+        if build_states:
+            for i in range(updates):
+                update(
+                    ids[i % count], InProgress(percentage=(i % 1000) / 10.0, current_step="step")
+                )
+        else:
+            for i in range(updates):
+                update(ids[i % count], prepared[i % 1000])
         elapsed = time.perf_counter() - started
         stop.set()
         reader.join()
@@ -100,12 +111,18 @@ def main() -> None:
     args = parser.parse_args()
     coalesced = [updates_per_s(500, args.updates, 100) for _ in range(args.repeats)]
     unwindowed = [updates_per_s(0, args.updates // 5, 100) for _ in range(args.repeats)]
+    unwindowed_prepared = [
+        updates_per_s(0, args.updates // 5, 100, build_states=False) for _ in range(args.repeats)
+    ]
     memory = bytes_per_session(args.sessions)
     print(
         json.dumps(
             {
                 "coalesced_updates_per_s": round(statistics.median(coalesced)),
                 "unwindowed_updates_per_s": round(statistics.median(unwindowed)),
+                "unwindowed_updates_per_s_prepared_states": round(
+                    statistics.median(unwindowed_prepared)
+                ),
                 **memory,
                 "sessions_measured": args.sessions,
                 "targets": {
