@@ -142,6 +142,11 @@ class AsyncSubscription:
         return self.subscription.missed
 
     async def get(self, timeout: float | None = None) -> ProgressEvent | None:
+        # wait_for with a timeout of 0 never runs the coroutine, so an event
+        # already buffered is taken here first.
+        event = self.subscription.get_nowait()
+        if event is not None:
+            return event
         try:
             return await asyncio.wait_for(self._next(), timeout)
         except (TimeoutError, StopAsyncIteration):
