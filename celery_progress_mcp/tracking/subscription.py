@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Collection, Iterator
 from typing import Self
 
+from ..core.errors import InvalidProgress
 from ..core.models import ProgressEvent, ProgressEventType
 
 __all__ = ["AsyncSubscription", "Subscription"]
@@ -34,9 +35,7 @@ class Subscription:
         on_close: Callable[[Subscription], None] | None = None,
     ) -> None:
         self.session_id = session_id
-        self.event_types = (
-            frozenset(ProgressEventType(t) for t in event_types) if event_types else None
-        )
+        self.event_types = _parse_event_types(event_types) if event_types else None
         #: Events dropped because this subscription's buffer was full.
         self.missed = 0
         #: Sequence number of the newest event accepted; older ones are duplicates.
@@ -180,3 +179,13 @@ class AsyncSubscription:
 
     async def __aexit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _parse_event_types(
+    event_types: Collection[ProgressEventType | str],
+) -> frozenset[ProgressEventType]:
+    try:
+        return frozenset(ProgressEventType(t) for t in event_types)
+    except ValueError as exc:
+        names = ", ".join(t.value for t in ProgressEventType)
+        raise InvalidProgress(f"unknown event type in {event_types!r}; expected: {names}") from exc

@@ -68,6 +68,8 @@ class _Window:
     #: The metadata as last written, to check a coalesced update's merged size at once.
     metadata: JsonDict
     pending: Pending | None = None
+    #: The sub-operations as last written, to check a coalesced update's at once.
+    sub_operations: tuple[SubOperation, ...] = ()
 
 
 class ProgressTracker:
@@ -163,17 +165,14 @@ class ProgressTracker:
         ):
             return
         eta = self._eta_hook(session_id) if isinstance(state, InProgress) else None
-        self._commit(
-            session_id,
-            functools.partial(
-                self.engine.update,
-                state=state,
-                sub_operation_updates=tuple(sub_operation_updates),
-                metadata=metadata,
-                now=self.clock.now(),
-                eta=eta,
-            ),
+        update = functools.partial(
+            self.engine.update,
+            state=state,
+            sub_operation_updates=tuple(sub_operation_updates),
+            metadata=metadata,
+            now=self.clock.now(),
         )
+        self._commit(session_id, functools.partial(update, eta=eta), check=update)
 
     def _coalesce(
         self,
@@ -194,6 +193,8 @@ class ProgressTracker:
                 or now_s - window.last_write_s >= self._window_s
             ):
                 return False
+            if sub_updates and not self._sub_updates_coalesce(window, sub_updates):
+                return False
             if metadata:
                 self.engine.check_metadata(metadata, "metadata")
                 pending_metadata = window.pending.metadata if window.pending else None
@@ -209,6 +210,28 @@ class ProgressTracker:
                 window.pending.add_sub_updates(sub_updates)
             if metadata:
                 window.pending.add_metadata(metadata)
+        return True
+
+    def _sub_updates_coalesce(
+        self, window: _Window, sub_updates: Sequence[SubOperationUpdate]
+    ) -> bool:
+        """Whether these (state-less) sub-operation updates can wait for the window.
+
+        An unknown or finished sub-operation is left to the write path, which
+        raises the precise error; bad metadata raises here, before anything changes.
+        """
+        known = {sub.id: sub for sub in window.sub_operations}
+        earlier = window.pending.sub_updates if window.pending is not None else None
+        for update in sub_updates:
+            sub = known.get(update.id)
+            if sub is None or sub.state.is_terminal:
+                return False
+            if update.metadata:
+                what = f"metadata of sub-operation {sub.id!r}"
+                self.engine.check_metadata(update.metadata, what)
+                before = earlier.get(update.id) if earlier else None
+                merged = {**sub.metadata, **(before.metadata if before else {}), **update.metadata}
+                self.engine.check_metadata(merged, what)
         return True
 
     def _eta_hook(self, session_id: str) -> EtaHook:
@@ -309,8 +332,22 @@ class ProgressTracker:
 
     # -- committing ------------------------------------------------------------
 
-    def _commit(self, session_id: str, mutation: Mutation) -> ProgressSession:
+    def _commit(
+        self, session_id: str, mutation: Mutation, *, check: Mutation | None = None
+    ) -> ProgressSession:
+        """Apply ``mutation``, writing out what is pending for the session first.
+
+        With an update pending, the call is first tried (``check``, or
+        ``mutation`` where it has no side effects) on the session as
+        ``get_session`` shows it, so a call that is refused writes nothing.
+        """
         with self._lock:
+            window = self._windows.get(session_id)
+            if window is not None and window.pending is not None:
+                committed = self.store.get(session_id, with_history=False)
+                view = None if committed is None else self._apply_pending(committed, window.pending)
+                if view is not None:
+                    (check or mutation)(view)
             self._flush_session(session_id)
             try:
                 session, events = self.store.apply(
@@ -332,11 +369,14 @@ class ProgressTracker:
             return
         window = self._windows.get(session.id)
         if window is None:
-            self._windows[session.id] = _Window(status, self.clock.monotonic(), session.metadata)
+            self._windows[session.id] = _Window(
+                status, self.clock.monotonic(), session.metadata, None, session.sub_operations
+            )
         else:
             window.status = status
             window.last_write_s = self.clock.monotonic()
             window.metadata = session.metadata
+            window.sub_operations = session.sub_operations
 
     def _forget(self, session_id: str) -> None:
         self._windows.pop(session_id, None)
@@ -399,6 +439,13 @@ class ProgressTracker:
             pending = window.pending if window is not None else None
         if pending is None:
             return session
+        view = self._apply_pending(session, pending)
+        if view is None:
+            return session
+        return view.replace(history=session.history)
+
+    def _apply_pending(self, session: ProgressSession, pending: Pending) -> ProgressSession | None:
+        """The session with a pending update applied; None if the update no longer applies."""
         try:
             change: Change = self.engine.update(
                 session,
@@ -408,8 +455,8 @@ class ProgressTracker:
                 now=self._wall_time(pending.at_s),
             )
         except ProgressError:
-            return session
-        return change.session.replace(history=session.history)
+            return None
+        return change.session
 
     def list_sessions(
         self,

@@ -108,6 +108,8 @@ class WindowFlusher:
         """Flush what has come due and, when its time has come, clean up."""
         now_s = self._clock.monotonic()
         with self._wakeup:
+            if self._stopped:
+                return  # a fake clock still calls its listeners after close()
             due = self._take_due(now_s)
             cleanup_due = now_s >= self._next_cleanup_s
             if cleanup_due:
