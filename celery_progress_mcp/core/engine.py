@@ -232,7 +232,9 @@ class Engine:
                 )
             known.add(sub.id)
             self.check_metadata(sub.metadata, f"metadata of sub-operation {sub.id!r}")
-        new = session.replace(sub_operations=session.sub_operations + added, updated_at=now)
+        new = session.replace(
+            sub_operations=session.sub_operations + added, updated_at=now, heartbeat_at=now
+        )
         drafts: list[tuple[ProgressEventType, JsonDict]] = [
             (E.SUB_OPERATION_ADDED, _sub_data(sub)) for sub in added
         ]
