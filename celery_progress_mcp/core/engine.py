@@ -156,8 +156,7 @@ class Engine:
             raise InvalidProgress("operation_id must be a non-empty string")
         if not isinstance(session_id, str) or not session_id.strip():
             raise InvalidProgress("session_id must be a non-empty string")
-        meta = dict(metadata or {})
-        self.check_metadata(meta, "metadata")
+        meta = self.copy_metadata(metadata or {}, "metadata")
         session = ProgressSession(
             id=session_id,
             operation_id=operation_id,
@@ -197,7 +196,8 @@ class Engine:
             subs, drafts = self._apply_sub_updates(session, sub_operation_updates, now)
         else:
             subs, drafts = session.sub_operations, []
-        merged = self._merge_metadata(session.metadata, metadata) if metadata else session.metadata
+        own = self.copy_metadata(metadata, "metadata") if metadata else None
+        merged = self._merge_metadata(session.metadata, own) if own else session.metadata
         in_progress = target == _IN_PROGRESS
         if in_progress and eta is not None and state.eta_seconds is None:  # type: ignore[union-attr]
             percentage = state.percentage  # type: ignore[union-attr]
@@ -212,7 +212,7 @@ class Engine:
             drafts.append(self._status_event(session, new))
         if in_progress:
             drafts.append(_PROGRESS_DRAFT)
-        snapshot = self._snapshot(new, now, dict(metadata) if metadata else {}, changed)
+        snapshot = self._snapshot(new, now, dict(own) if own else {}, changed)
         return Change(new, self._events(new, drafts), snapshot)
 
     # -- sub-operations -----------------------------------------------------
@@ -221,9 +221,9 @@ class Engine:
         self, session: ProgressSession, sub_operations: Iterable[SubOperation], *, now: datetime
     ) -> Change:
         self._require_active(session, "add sub-operations to")
-        added = tuple(sub_operations)
         known = {sub.id for sub in session.sub_operations}
-        for sub in added:
+        copies = []
+        for sub in sub_operations:
             if not isinstance(sub, SubOperation):
                 raise InvalidProgress(f"expected SubOperation, got {type(sub).__name__}")
             if sub.id in known:
@@ -231,7 +231,9 @@ class Engine:
                     f"duplicate sub-operation id {sub.id!r} in session {session.id!r}"
                 )
             known.add(sub.id)
-            self.check_metadata(sub.metadata, f"metadata of sub-operation {sub.id!r}")
+            what = f"metadata of sub-operation {sub.id!r}"
+            copies.append(sub.replace(metadata=self.copy_metadata(sub.metadata, what)))
+        added = tuple(copies)
         new = session.replace(
             sub_operations=session.sub_operations + added, updated_at=now, heartbeat_at=now
         )
@@ -327,10 +329,18 @@ class Engine:
     def check_metadata(self, metadata: Mapping[str, Any], what: str) -> None:
         encode_metadata(metadata, self.config.max_metadata_bytes, what)
 
-    def _merge_metadata(self, current: JsonDict, update: Mapping[str, Any] | None) -> JsonDict:
-        if not update:
-            return current
-        self.check_metadata(update, "metadata")
+    def copy_metadata(self, metadata: Mapping[str, Any], what: str) -> JsonDict:
+        """Check ``metadata`` and return a copy of it as JSON has it.
+
+        The copy shares nothing with the caller, who may go on changing its
+        dict: what is stored is what was checked, and what another process
+        reads back from a store.
+        """
+        copy: JsonDict = json.loads(encode_metadata(metadata, self.config.max_metadata_bytes, what))
+        return copy
+
+    def _merge_metadata(self, current: JsonDict, update: JsonDict) -> JsonDict:
+        """``update`` merged in; it is a checked copy (``copy_metadata``)."""
         merged = {**current, **update}
         self.check_metadata(merged, "the session's merged metadata")
         return merged
@@ -400,8 +410,8 @@ class Engine:
                 changes["percentage"] = 100.0
             if update.metadata:
                 what = f"metadata of sub-operation {sub.id!r}"
-                self.check_metadata(update.metadata, what)
-                changes["metadata"] = {**sub.metadata, **update.metadata}
+                own = self.copy_metadata(update.metadata, what)
+                changes["metadata"] = {**sub.metadata, **own}
                 self.check_metadata(changes["metadata"], what)
             if update.error is not None:
                 changes["error"] = update.error

@@ -193,10 +193,13 @@ class ProgressTracker:
                 or now_s - window.last_write_s >= self._window_s
             ):
                 return False
-            if sub_updates and not self._sub_updates_coalesce(window, sub_updates):
-                return False
+            if sub_updates:
+                checked = self._sub_updates_coalesce(window, sub_updates)
+                if checked is None:
+                    return False
+                sub_updates = checked
             if metadata:
-                self.engine.check_metadata(metadata, "metadata")
+                metadata = self.engine.copy_metadata(metadata, "metadata")
                 pending_metadata = window.pending.metadata if window.pending else None
                 merged = {**window.metadata, **(pending_metadata or {}), **metadata}
                 self.engine.check_metadata(merged, "the session's merged metadata")
@@ -214,25 +217,29 @@ class ProgressTracker:
 
     def _sub_updates_coalesce(
         self, window: _Window, sub_updates: Sequence[SubOperationUpdate]
-    ) -> bool:
-        """Whether these (state-less) sub-operation updates can wait for the window.
+    ) -> list[SubOperationUpdate] | None:
+        """These (state-less) sub-operation updates, checked, to wait for the window.
 
-        An unknown or finished sub-operation is left to the write path, which
-        raises the precise error; bad metadata raises here, before anything changes.
+        None where an unknown or finished sub-operation is named: the write
+        path raises the precise error. Bad metadata raises here, before
+        anything changes; what is kept is a copy of the metadata as checked.
         """
         known = {sub.id: sub for sub in window.sub_operations}
         earlier = window.pending.sub_updates if window.pending is not None else None
+        checked = []
         for update in sub_updates:
             sub = known.get(update.id)
             if sub is None or sub.state.is_terminal:
-                return False
+                return None
             if update.metadata:
                 what = f"metadata of sub-operation {sub.id!r}"
-                self.engine.check_metadata(update.metadata, what)
+                own = self.engine.copy_metadata(update.metadata, what)
                 before = earlier.get(update.id) if earlier else None
-                merged = {**sub.metadata, **(before.metadata if before else {}), **update.metadata}
+                merged = {**sub.metadata, **(before.metadata if before else {}), **own}
                 self.engine.check_metadata(merged, what)
-        return True
+                update = update.replace(metadata=own)
+            checked.append(update)
+        return checked
 
     def _eta_hook(self, session_id: str) -> EtaHook:
         estimator = self._etas.get(session_id)
