@@ -31,6 +31,8 @@ class SessionQuery:
     parent_id: str | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
+    #: Free text: a case-insensitive substring of the session id or the operation id.
+    search: str | None = None
     limit: int = 50
     offset: int = 0
 

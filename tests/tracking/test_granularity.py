@@ -6,6 +6,8 @@ import itertools
 from collections.abc import Callable
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from celery_progress_mcp import (
     InProgress,
@@ -232,3 +234,31 @@ def test_history_is_bounded_first_and_latest_kept_and_evenly_spread(
     gaps = {b - a for a, b in itertools.pairwise(indices[:-1])}
     assert len(gaps) <= 1
     assert len(indices) >= limit // 2
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=25)
+@given(
+    updates=st.integers(min_value=0, max_value=400),
+    limit=st.integers(min_value=2, max_value=30),
+    granularity=st.sampled_from([G.STANDARD, G.DETAILED, G.VERBOSE]),
+)
+def test_history_shape_holds_for_any_number_of_updates(
+    make_tracker: TrackerFactory, updates: int, limit: int, granularity: ProgressGranularity
+) -> None:
+    tracker = make_tracker(
+        update_interval_ms=0, max_history_snapshots=limit, granularity_level=granularity
+    )
+    session_id = tracker.create_session("op")
+    for step in range(1, updates + 1):
+        tracker.update_progress(session_id, InProgress(percentage=step / 4))
+    tracker.complete_session(session_id)
+    history = tracker.get_session(session_id).history
+    indices = [snap.index for snap in history]
+    assert len(history) <= limit
+    assert indices[0] == 0
+    assert indices[-1] == updates + 1  # creation, every update, completion
+    assert history[0].state.status == "initializing"
+    assert history[-1].state.status == "completed"
+    gaps = {b - a for a, b in itertools.pairwise(indices[:-1])}
+    assert len(gaps) <= 1
+    assert len(history) >= min(updates + 2, limit // 2)
