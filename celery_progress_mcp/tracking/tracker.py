@@ -182,7 +182,7 @@ class ProgressTracker:
         metadata: Mapping[str, Any] | None,
     ) -> bool:
         """Keep the update pending if a write for this session happened within the window."""
-        if any(update.state is not None for update in sub_updates):
+        if sub_updates and any(update.state is not None for update in sub_updates):
             return False  # possibly a sub-operation transition: never coalesced
         now_s = self.clock.monotonic()
         with self._lock:
