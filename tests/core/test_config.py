@@ -79,7 +79,7 @@ def test_from_yaml_without_a_progress_section_gives_defaults(tmp_path: Path) -> 
     "text", ["Basic", "basic", "BASIC", " standard ", "DeTaIlEd", "verbose", "VERBOSE"]
 )
 def test_granularity_is_parsed_case_insensitively(text: str) -> None:
-    config = ProgressConfig(granularity_level=text)  # type: ignore[arg-type]
+    config = ProgressConfig.from_mapping({"granularity_level": text})
     assert config.granularity_level is ProgressGranularity.parse(text.strip().capitalize())
 
 

@@ -88,16 +88,17 @@ def test_stats_round_trip(stats: ProgressStats) -> None:
 
 
 def test_state_status_values_are_the_discriminator() -> None:
+    required: list[tuple[str, dict[str, Any]]] = [
+        ("initializing", {}),
+        ("in_progress", {}),
+        ("paused", {}),
+        ("completed", {"completed_at": NOW}),
+        ("failed", {"failed_at": NOW, "error_message": "x"}),
+        ("cancelled", {"cancelled_at": NOW}),
+    ]
     statuses = {
         state_adapter.validate_python({"status": status, **extra}).status
-        for status, extra in [
-            ("initializing", {}),
-            ("in_progress", {}),
-            ("paused", {}),
-            ("completed", {"completed_at": NOW}),
-            ("failed", {"failed_at": NOW, "error_message": "x"}),
-            ("cancelled", {"cancelled_at": NOW}),
-        ]
+        for status, extra in required
     }
     assert statuses == {"initializing", "in_progress", "paused", "completed", "failed", "cancelled"}
 

@@ -4,6 +4,7 @@ capacity, and switching tracking off."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -50,14 +51,15 @@ def test_every_write_refreshes_the_heartbeat(make_tracker: TrackerFactory) -> No
     tracker = make_tracker(clock=clock, update_interval_ms=0)
     session_id = tracker.create_session("op")
     assert tracker.get_session(session_id).heartbeat_at == clock.now()
-    for call in (
+    calls: list[Callable[[], None]] = [
         lambda: tracker.update_progress(session_id, InProgress(percentage=5)),
         lambda: tracker.add_sub_operations(session_id, [SubOperation(id="a", name="A")]),
         lambda: tracker.start_sub_operation(session_id, "a"),
         lambda: tracker.pause_session(session_id),
         lambda: tracker.resume_session(session_id),
         lambda: tracker.heartbeat(session_id),
-    ):
+    ]
+    for call in calls:
         clock.advance(7)
         call()
         assert tracker.get_session(session_id).heartbeat_at == clock.now()

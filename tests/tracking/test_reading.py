@@ -120,7 +120,13 @@ def test_metadata_is_stored_as_checked_whatever_the_caller_does_next(
         [SubOperationUpdate(id="s", percentage=5, metadata=sub_update)],
         update,
     )
-    for value in (created["tags"], sub_metadata["files"], update["rows"], sub_update["batch"]):
+    values: list[list[object]] = [
+        created["tags"],  # type: ignore[list-item]
+        sub_metadata["files"],  # type: ignore[list-item]
+        update["rows"],  # type: ignore[list-item]
+        sub_update["batch"],  # type: ignore[list-item]
+    ]
+    for value in values:
         value.append(object())  # not JSON
     tracker.flush()
     session = tracker.get_session(session_id)

@@ -159,7 +159,7 @@ def test_file_processing_example(make_api: ApiFactory) -> None:
                 {"lines_processed": processed, "lines_per_second": 500.0},
             )
             live = await api.get_session(session_id)
-            assert live.state.current_step_number == processed  # type: ignore[union-attr]
+            assert live.state.current_step_number == processed
         await api.complete_session(session_id, f"Processed {total_lines} lines successfully")
 
         session = await api.get_session(session_id)
@@ -174,7 +174,7 @@ def test_file_processing_example(make_api: ApiFactory) -> None:
             "lines_per_second": 500.0,
         }
         in_progress = [snap for snap in session.history if snap.state.status == "in_progress"]
-        assert in_progress[-1].state.current_step_number == 1000  # type: ignore[union-attr]
+        assert in_progress[-1].state.current_step_number == 1000
         assert in_progress[-1].metadata["lines_processed"] == 1000
 
         events = []

@@ -84,7 +84,7 @@ METADATA = st.one_of(
         ]
     ),
 )
-SUB_UPDATES = st.one_of(
+SUB_UPDATES: st.SearchStrategy[list[SubOperationUpdate]] = st.one_of(
     st.just([]),
     st.lists(
         st.builds(
@@ -458,5 +458,5 @@ class WindowedTrackerMachine(TrackerMachine):
 def test_random_call_sequences_keep_the_invariants(
     machine: type[TrackerMachine], store_factory: StoreFactory
 ) -> None:
-    machine.store_factory = staticmethod(store_factory)  # type: ignore[assignment]
+    machine.store_factory = staticmethod(store_factory)
     run_state_machine_as_test(machine, settings=settings(stateful_step_count=40))

@@ -211,9 +211,9 @@ def test_the_async_subscription_is_an_async_iterator(make_tracker: TrackerFactor
         assert [e.seq for e in received] == list(range(1, len(received) + 1))
 
         session_id = await tracker.create_session("async")
-        event = await subscription.get(timeout=30)
-        assert event is not None
-        assert event.session_id == session_id
+        awaited = await subscription.get(timeout=30)
+        assert awaited is not None
+        assert awaited.session_id == session_id
         subscription.close()
         assert [e async for e in subscription] == []
 
