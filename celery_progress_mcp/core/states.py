@@ -135,7 +135,12 @@ def check_session_transition(session_id: str, current: str, target: str) -> None
 
 
 def percentage_of(state: ProgressState) -> float | None:
-    """The percentage a state itself carries (None where an in-progress state gave none)."""
+    """The percentage a state itself carries.
+
+    None for an in-progress state that gave none and for an initializing
+    one: their session's percentage rolls up from its sub-operations (a
+    group whose members finished before it was seen started is not at 0 %).
+    """
     match state:
         case InProgress(percentage=value):
             return value
@@ -148,4 +153,4 @@ def percentage_of(state: ProgressState) -> float | None:
         case Completed():
             return 100.0
         case _:
-            return 0.0
+            return None

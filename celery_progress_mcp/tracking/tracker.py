@@ -204,8 +204,9 @@ class ProgressTracker:
                 merged = {**window.metadata, **(pending_metadata or {}), **metadata}
                 self.engine.check_metadata(merged, "the session's merged metadata")
             if window.pending is None:
-                window.pending = Pending(state, now_s)
-                self._flusher.schedule(session_id, window.last_write_s + self._window_s)
+                deadline_s = window.last_write_s + self._window_s
+                window.pending = Pending(state, now_s, deadline_s)
+                self._flusher.schedule(session_id, deadline_s)
             else:
                 window.pending.state = state
                 window.pending.at_s = now_s
@@ -422,9 +423,15 @@ class ProgressTracker:
         return self.clock.now() - timedelta(seconds=max(0.0, self.clock.monotonic() - at_s))
 
     def _flush_due(self, session_ids: Iterable[str]) -> None:
+        now_s = self.clock.monotonic()
         with self._lock:
             for session_id in session_ids:
-                self._flush_session(session_id)
+                window = self._windows.get(session_id)
+                # A deadline left over from a pending update that a transition
+                # already wrote out must not cut a later window short.
+                pending = window.pending if window is not None else None
+                if pending is not None and pending.deadline_s <= now_s:
+                    self._flush_session(session_id)
 
     def flush(self) -> None:
         """Write out every coalesced update now."""

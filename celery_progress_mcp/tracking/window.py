@@ -28,12 +28,14 @@ logger = logging.getLogger(__name__)
 class Pending:
     """The latest coalesced update of one session."""
 
-    __slots__ = ("at_s", "metadata", "state", "sub_updates")
+    __slots__ = ("at_s", "deadline_s", "metadata", "state", "sub_updates")
 
-    def __init__(self, state: InProgress, at_s: float) -> None:
+    def __init__(self, state: InProgress, at_s: float, deadline_s: float) -> None:
         self.state = state
         #: Monotonic time of the latest coalesced call.
         self.at_s = at_s
+        #: Monotonic time at which the window ends and this must be written.
+        self.deadline_s = deadline_s
         self.metadata: JsonDict | None = None
         self.sub_updates: dict[str, SubOperationUpdate] | None = None
 
