@@ -44,7 +44,10 @@ class Subscription:
         self._buffer: deque[ProgressEvent] = deque()
         self._buffer_size = buffer_size
         self._ready = threading.Condition(threading.Lock())
-        self._wakers: list[Callable[[], None]] = []
+        #: Called after each push, outside the lock (an immutable tuple, so
+        #: it is read without copying).
+        self._wakers: tuple[Callable[[], None], ...] = ()
+        self._waiting = 0
         self._on_close = on_close
 
     def matches(self, event: ProgressEvent) -> bool:
@@ -64,8 +67,9 @@ class Subscription:
                 self._buffer.popleft()
                 self.missed += 1
             self._buffer.append(event)
-            self._ready.notify()
-            wakers = list(self._wakers)
+            if self._waiting:  # Condition.notify costs microseconds even with no waiter
+                self._ready.notify()
+            wakers = self._wakers
         for wake in wakers:
             wake()
 
@@ -79,7 +83,11 @@ class Subscription:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return None
-                self._ready.wait(remaining)
+                self._waiting += 1
+                try:
+                    self._ready.wait(remaining)
+                finally:
+                    self._waiting -= 1
             return self._buffer.popleft()
 
     def get_nowait(self) -> ProgressEvent | None:
@@ -95,7 +103,7 @@ class Subscription:
 
     def add_waker(self, wake: Callable[[], None]) -> None:
         with self._ready:
-            self._wakers.append(wake)
+            self._wakers = (*self._wakers, wake)
 
     def close(self) -> None:
         with self._ready:
@@ -103,7 +111,7 @@ class Subscription:
                 return
             self.closed = True
             self._ready.notify_all()
-            wakers = list(self._wakers)
+            wakers = self._wakers
         for wake in wakers:
             wake()
         if self._on_close is not None:
