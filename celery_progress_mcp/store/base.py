@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from ..core.engine import Change, EventDraft
 from ..core.models import ProgressEvent, ProgressSession, ProgressStats
@@ -99,6 +99,10 @@ class Store:
     def purge_events(self, before: datetime, *, limit: int = 5000) -> int:
         """Delete up to ``limit`` logged events older than ``before``; return how many."""
         raise NotImplementedError
+
+    def health(self) -> dict[str, Any]:
+        """What a health check reports: at least ``status`` (``"ok"`` or ``"unavailable"``)."""
+        return {"status": "ok", "store": type(self).__name__}
 
     def close(self) -> None:
         """Release resources; the base class holds none."""

@@ -1,0 +1,1 @@
+"""Alembic migrations of the SQL store's schema (applied by ``celery-progress-mcp db upgrade``)."""

@@ -1,0 +1,594 @@
+"""``SqlStore``: the Store port on SQLAlchemy Core (SQLite, PostgreSQL, MySQL/MariaDB).
+
+Semantics are those of :class:`~celery_progress_mcp.store.memory.MemoryStore`;
+what differs is how they are kept across processes:
+
+* ``apply`` is one transaction: lock the session row, read it and its
+  sub-operations, run the engine function, write the session row, the
+  sub-operation rows that changed, the snapshot (and thin the history with
+  one DELETE), the lifetime counters on a status change and, last, the
+  events. A mutation that raises rolls everything back.
+* Event sequence numbers come from one counter row, incremented as the last
+  step before the commit: its row lock is held until the commit, so numbers
+  are handed out in commit order and a reader never sees N+1 before N.
+* ``create`` increments the counters row first; that row lock serialises
+  creations everywhere, so the capacity check cannot race.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import Connection, Engine, Select, func, or_, select
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import URL
+
+from ...core.engine import Change, EventDraft
+from ...core.errors import CapacityExceeded, InvalidProgress, SessionNotFound, StoreUnavailable
+from ...core.history import stride_for
+from ...core.models import (
+    ProgressEvent,
+    ProgressSession,
+    ProgressSnapshot,
+    ProgressStats,
+    SubOperation,
+)
+from ...core.states import TERMINAL_STATUSES, Completed, SessionStatus
+from ..base import Mutation, SessionQuery, Store
+from . import codec
+from . import statements as q
+from .cache import CachedSession, SessionCache
+from .checkpoint import WalCheckpointer
+from .connect import engine_from_url, prepare_engine
+from .dbapi import Executor
+from .migrate import ensure_schema
+from .schema import sessions
+from .transactions import Transactor
+
+__all__ = ["PURGE_EVENTS_BATCH", "PURGE_SESSIONS_BATCH", "SqlStore"]
+
+logger = logging.getLogger(__name__)
+
+#: Finished sessions deleted per transaction by ``purge_finished``.
+PURGE_SESSIONS_BATCH = 100
+#: Events deleted per transaction by ``purge_events``.
+PURGE_EVENTS_BATCH = 1000
+
+
+class SqlStore(Store):
+    """A durable store shared by every process that opens the same database.
+
+    ``url_or_engine``: an SQLAlchemy URL (``sqlite:///progress.db``,
+    ``postgresql://user@host/db``, ``mysql://user@host/db``; bare dialects get
+    psycopg 3 and PyMySQL) or an Engine. The schema is created or upgraded
+    on first use. Errors that mean the database cannot be reached become
+    :class:`StoreUnavailable`; lost races are retried inside.
+
+    ``durable_progress``: on PostgreSQL, a write that only moves progress
+    (no status or sub-operation state changes) commits without waiting for
+    its WAL flush (``synchronous_commit = off`` for that transaction): it is
+    visible at once and superseded by the next update, and a crash of the
+    database server can lose at most the last fraction of a second of such
+    updates, never a transition. True makes every write wait for the flush.
+    (SQLite, with ``synchronous = NORMAL`` in WAL mode, keeps every commit
+    across a crash of the process; a power cut can drop the latest ones.)
+    """
+
+    blocking: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        url_or_engine: str | URL | Engine,
+        *,
+        create_schema: bool = True,
+        durable_progress: bool = False,
+    ) -> None:
+        if isinstance(url_or_engine, Engine):
+            engine = url_or_engine
+            self._owns_engine = False
+            prepare_engine(engine)
+            if engine.dialect.name in ("mysql", "mariadb"):
+                engine = engine.execution_options(isolation_level="READ COMMITTED")
+        else:
+            engine = engine_from_url(url_or_engine)
+            self._owns_engine = True
+        self.engine = engine
+        self._tx = Transactor(engine)
+        #: PostgreSQL: plain progress commits without waiting for the WAL flush.
+        self._relaxed_commit = engine.dialect.name == "postgresql" and not durable_progress
+        self._checkpointer = (
+            WalCheckpointer(engine, self._tx.write_lock)
+            if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:")
+            else None
+        )
+        self._cache = SessionCache()
+        self._returning = engine.dialect.update_returning
+        self._schema_ready = False
+        self._create_schema = create_schema
+        if create_schema:
+            self._ensure_schema()
+
+    def _ensure_schema(self) -> None:
+        if self._schema_ready:
+            return
+        try:
+            ensure_schema(self.engine)
+        except sa_exc.SQLAlchemyError as exc:
+            # The database may be down at start-up: try again on next use.
+            logger.warning("progress store schema check failed: %s", exc)
+            raise StoreUnavailable(f"the progress store cannot be reached: {exc}") from exc
+        self._schema_ready = True
+
+    def _ready(self) -> None:
+        if not self._schema_ready and self._create_schema:
+            self._ensure_schema()
+        if self._checkpointer is not None:
+            self._checkpointer.ensure_running()
+
+    # -- writing -----------------------------------------------------------
+
+    def create(self, change: Change, *, max_active: int, history_limit: int) -> list[ProgressEvent]:
+        session = change.session
+        codec.check_ids(session)
+        self._ready()
+
+        def work(ex: Executor) -> tuple[list[ProgressEvent], CachedSession]:
+            with ex.pipeline():
+                # First, so the row lock orders every creation (capacity, duplicate ids).
+                ex.run(q.BUMP_CREATED)
+                exists = ex.submit(q.SESSION_EXISTS, {"b_id": session.id})
+                counted = ex.submit(q.COUNT_ACTIVE)
+                duplicate = exists.one() is not None
+                active = int(_scalar(counted.one()))
+            if duplicate:
+                raise InvalidProgress(f"a session with id {session.id!r} already exists")
+            if active >= max_active:
+                raise CapacityExceeded(
+                    f"{active} sessions are active, the limit (max_concurrent_sessions) "
+                    f"is {max_active}"
+                )
+            with ex.pipeline():
+                values = codec.session_values(session)
+                values["snapshot_count"] = 1 if change.snapshot is not None else 0
+                values["revision"] = revision = _new_revision()
+                ex.run(q.INSERT_SESSION, values)
+                self._write_subs(ex, session.id, {}, session.sub_operations)
+                if change.snapshot is not None:
+                    snapshot = codec.snapshot_values(
+                        session.id, change.snapshot, 0, _state_json(change, values)
+                    )
+                    ex.run(q.INSERT_SNAPSHOT, snapshot)
+                logged = self._log_events(ex, session, change.events)
+                ex.commit()
+            return logged(), CachedSession(session, revision, values["snapshot_count"])
+
+        try:
+            events, cached = self._tx.write(work)
+        except sa_exc.IntegrityError as exc:
+            raise InvalidProgress(f"a session with id {session.id!r} already exists") from exc
+        self._cache.put(cached)
+        return events
+
+    def apply(
+        self, session_id: str, mutation: Mutation, *, history_limit: int
+    ) -> tuple[ProgressSession, list[ProgressEvent]]:
+        self._ready()
+
+        def work(ex: Executor) -> tuple[ProgressSession, list[ProgressEvent], CachedSession]:
+            loaded = self._load(ex, session_id)
+            current = loaded.session
+            change = mutation(current)
+            new = change.session
+            codec.check_ids(new)
+            snapshot_count = loaded.snapshot_count
+            revision = loaded.revision
+            with ex.pipeline():
+                if self._relaxed_commit and _progress_only(current, new):
+                    ex.command(q.RELAXED_COMMIT)
+                values = None
+                if change.snapshot is not None or _row_changed(current, new):
+                    values = codec.session_values(new)
+                    values["snapshot_count"] = snapshot_count + (change.snapshot is not None)
+                    values["revision"] = revision = _new_revision()
+                    ex.run(q.UPDATE_SESSION, q.session_update_params(values))
+                if change.snapshot is not None:
+                    self._record_snapshot(
+                        ex,
+                        session_id,
+                        change.snapshot,
+                        snapshot_count,
+                        history_limit,
+                        _state_json(change, values),
+                    )
+                    snapshot_count += 1
+                self._write_subs(
+                    ex,
+                    session_id,
+                    {sub.id: (i, sub) for i, sub in enumerate(current.sub_operations)},
+                    new.sub_operations,
+                )
+                if new.state.status != current.state.status:
+                    self._count_transition(ex, new)
+                logged = self._log_events(ex, new, change.events)
+                ex.commit()
+            return new, logged(), CachedSession(new, revision, snapshot_count)
+
+        new, events, cached = self._tx.write(work)
+        if new.state.status in TERMINAL_STATUSES:
+            self._cache.discard(session_id)
+        else:
+            self._cache.put(cached)
+        return new, events
+
+    def _load(self, ex: Executor, session_id: str) -> CachedSession:
+        """Lock the session row; read the session unless the cached copy is current."""
+        with ex.pipeline():
+            head = ex.submit(q.LOCK_SESSION, {"b_id": session_id}).one()
+        if head is None:
+            self._cache.discard(session_id)
+            raise SessionNotFound(session_id)
+        cached = self._cache.get(session_id, int(head["revision"]))
+        if cached is not None:
+            return cached
+        with ex.pipeline():
+            row = ex.submit(q.READ_SESSION, {"b_id": session_id})
+            subs = ex.submit(q.READ_SUB_OPERATIONS, {"b_id": session_id})
+            values = row.one()
+            sub_rows = subs.all()
+        assert values is not None  # the row is locked
+        decoded = [codec.decode_sub_operation(sub) for sub in sub_rows]
+        return CachedSession(
+            codec.decode_session(values, decoded),
+            int(values["revision"]),
+            int(values["snapshot_count"]),
+        )
+
+    def _write_subs(
+        self,
+        ex: Executor,
+        session_id: str,
+        before: dict[str, tuple[int, SubOperation]],
+        after: Sequence[SubOperation],
+    ) -> None:
+        """Insert new sub-operations and update changed ones; untouched rows stay untouched."""
+        inserts = []
+        updates = []
+        for position, sub in enumerate(after):
+            previous = before.get(sub.id)
+            if previous is None:
+                inserts.append(codec.sub_operation_values(session_id, position, sub))
+            elif previous != (position, sub):
+                values = codec.sub_operation_values(session_id, position, sub)
+                updates.append(q.sub_update_params(values))
+        ex.run_many(q.INSERT_SUB_OPERATIONS, inserts)
+        ex.run_many(q.UPDATE_SUB_OPERATION, updates)
+        if len(before) > len(after) - len(inserts):
+            # The engine never removes sub-operations; a mutation that did is honoured.
+            kept = {sub.id for sub in after}
+            ex.run_many(
+                q.DELETE_SUB_OPERATION,
+                [{"b_session_id": session_id, "b_id": sub_id} for sub_id in set(before) - kept],
+            )
+
+    def _record_snapshot(
+        self,
+        ex: Executor,
+        session_id: str,
+        snapshot: ProgressSnapshot,
+        index: int,
+        history_limit: int,
+        state_json: str | None,
+    ) -> None:
+        """Append snapshot ``index`` and thin the history by the rule of ``core.history``."""
+        ex.run(q.INSERT_SNAPSHOT, codec.snapshot_values(session_id, snapshot, index, state_json))
+        if index == 0:
+            return
+        stride = stride_for(index, history_limit)
+        previous = index - 1
+        if stride == stride_for(previous, history_limit):
+            # Same stride: only the previous latest can have stopped being kept.
+            if previous % stride != 0:
+                ex.run(q.DELETE_SNAPSHOT, {"b_id": session_id, "b_idx": previous})
+            return
+        ex.run(q.THIN_SNAPSHOTS, {"b_id": session_id, "b_latest": index, "b_stride": stride})
+
+    def _count_transition(self, ex: Executor, new: ProgressSession) -> None:
+        statement = q.COUNT_ENDED.get(new.state.status)
+        if statement is None:
+            return
+        duration_s = new.state.duration_seconds if isinstance(new.state, Completed) else 0.0
+        if new.state.status == SessionStatus.COMPLETED:
+            ex.run(statement, {"v_duration_s": duration_s})
+        else:
+            ex.run(statement)
+
+    def _log_events(
+        self, ex: Executor, session: ProgressSession, drafts: Sequence[EventDraft]
+    ) -> Callable[[], list[ProgressEvent]]:
+        """Number and insert the events: the last statements before the commit.
+
+        Returns how to build the logged events once the sequence value is
+        read (after the pipeline's sync, on PostgreSQL).
+        """
+        count = len(drafts)
+        if not count:
+            return list
+        if self._returning:
+            advanced = ex.submit(q.ADVANCE_SEQUENCE_RETURNING, {"v_count": count})
+        else:
+            ex.run(q.ADVANCE_SEQUENCE, {"v_count": count})
+            advanced = ex.submit(q.READ_SEQUENCE)
+        ex.run_many(
+            q.INSERT_NUMBERED_EVENT,
+            [
+                codec.numbered_event_params(count - 1 - i, session, draft)
+                for i, draft in enumerate(drafts)
+            ],
+        )
+
+        def logged() -> list[ProgressEvent]:
+            last = int(_scalar(advanced.one()))
+            first = last - count + 1
+            return [
+                codec.logged_event(seq, session, draft)
+                for seq, draft in enumerate(drafts, start=first)
+            ]
+
+        return logged
+
+    # -- reading -------------------------------------------------------------
+
+    def get(self, session_id: str, *, with_history: bool = True) -> ProgressSession | None:
+        self._ready()
+
+        def work(conn: Connection) -> ProgressSession | None:
+            params = {"b_id": session_id}
+            row = conn.execute(q.READ_SESSION, params).first()
+            if row is None:
+                return None
+            subs = [
+                codec.decode_sub_operation(sub._mapping)
+                for sub in conn.execute(q.READ_SUB_OPERATIONS, params)
+            ]
+            history: tuple[ProgressSnapshot, ...] = ()
+            if with_history:
+                history = tuple(
+                    codec.decode_snapshot(snap.idx, snap.data)
+                    for snap in conn.execute(q.READ_HISTORY, params)
+                )
+            return codec.decode_session(row._mapping, subs, history)
+
+        return self._tx.read(work, snapshot=True)
+
+    def list_sessions(self, query: SessionQuery) -> list[ProgressSession]:
+        self._ready()
+        if query.limit <= 0:
+            return []
+        page = (
+            _filtered(select(*q.SESSION_COLUMNS), query)
+            .order_by(sessions.c.created_at.desc(), sessions.c.id.desc())
+            .limit(query.limit)
+            .offset(query.offset)
+        )
+
+        def work(conn: Connection) -> list[ProgressSession]:
+            rows = conn.execute(page).all()
+            subs: dict[str, list[SubOperation]] = {}
+            if rows:
+                ids = [row.id for row in rows]
+                for sub in conn.execute(q.READ_SUB_OPERATIONS_OF, {"b_ids": ids}):
+                    subs.setdefault(sub.session_id, []).append(
+                        codec.decode_sub_operation(sub._mapping)
+                    )
+            return [codec.decode_session(row._mapping, subs.get(row.id, ())) for row in rows]
+
+        return self._tx.read(work, snapshot=True)
+
+    def count_sessions(self, query: SessionQuery) -> int:
+        self._ready()
+        counting = _filtered(select(func.count()).select_from(sessions), query)
+        return self._tx.read(lambda conn: int(conn.execute(counting).scalar_one()))
+
+    def stats(self) -> ProgressStats:
+        self._ready()
+
+        def work(conn: Connection) -> ProgressStats:
+            by_status = {
+                str(row.status): int(row.sessions)
+                for row in conn.execute(q.COUNT_BY_STATUS)
+                if row.sessions
+            }
+            totals = conn.execute(q.READ_COUNTERS).one()
+            completed = int(totals.completed)
+            return ProgressStats(
+                active_sessions=sum(by_status.get(status, 0) for status in q.ACTIVE),
+                sessions_by_state=by_status,
+                avg_session_duration_seconds=(
+                    float(totals.completed_duration_s) / completed if completed else 0.0
+                ),
+                total_completed=completed,
+                total_failed=int(totals.failed),
+                total_cancelled=int(totals.cancelled),
+                total_created=int(totals.created),
+            )
+
+        return self._tx.read(work, snapshot=True)
+
+    def events_since(
+        self, since: int, *, session_id: str | None = None, limit: int = 1000
+    ) -> list[ProgressEvent]:
+        self._ready()
+        params: dict[str, Any] = {"b_since": since, "b_limit": limit}
+        if session_id is not None:
+            params["b_session_id"] = session_id
+        statement = q.events_after(by_session=session_id is not None)
+        return self._tx.read_fast(
+            lambda ex: [codec.decode_event(row) for row in ex.all(statement, params)]
+        )
+
+    def last_seq(self) -> int:
+        self._ready()
+        return self._tx.read_fast(lambda ex: int(_scalar(ex.one(q.READ_SEQUENCE))))
+
+    # -- housekeeping ----------------------------------------------------------
+
+    def stale_sessions(self, heartbeat_before: datetime, *, limit: int = 500) -> list[str]:
+        self._ready()
+        params = {"b_before": heartbeat_before, "b_limit": limit}
+        return self._tx.read_fast(
+            lambda ex: [str(row["id"]) for row in ex.all(q.STALE_SESSIONS, params)]
+        )
+
+    def purge_finished(
+        self,
+        ended_before: datetime,
+        expired_event: Callable[[ProgressSession], EventDraft | None],
+        *,
+        limit: int = 500,
+    ) -> list[ProgressEvent]:
+        self._ready()
+        logged: list[ProgressEvent] = []
+        remaining = limit
+        while remaining > 0:
+            size = min(remaining, PURGE_SESSIONS_BATCH)
+
+            def work(ex: Executor, size: int = size) -> tuple[int, list[ProgressEvent]]:
+                return self._purge_batch(ex, ended_before, expired_event, size)
+
+            purged, batch_events = self._tx.write(work)
+            logged.extend(batch_events)
+            remaining -= purged
+            if purged < size:
+                break
+        return logged
+
+    def _purge_batch(
+        self,
+        ex: Executor,
+        ended_before: datetime,
+        expired_event: Callable[[ProgressSession], EventDraft | None],
+        size: int,
+    ) -> tuple[int, list[ProgressEvent]]:
+        rows = ex.all(q.FINISHED_BEFORE, {"b_before": ended_before, "b_limit": size})
+        if not rows:
+            return 0, []
+        keys = [{"b_id": row["id"]} for row in rows]
+        with ex.pipeline():
+            pending = [ex.submit(q.READ_SUB_OPERATIONS, key) for key in keys]
+            subs = [[codec.decode_sub_operation(sub) for sub in p.all()] for p in pending]
+        with ex.pipeline():
+            for statement in q.DELETE_SESSION:
+                ex.run_many(statement, keys)
+            builders = []
+            for row, session_subs in zip(rows, subs, strict=True):
+                session = codec.decode_session(row, session_subs)
+                draft = expired_event(session)
+                if draft is not None:
+                    builders.append(self._log_events(ex, session, (draft,)))
+            ex.commit()
+        return len(rows), [event for build in builders for event in build()]
+
+    def purge_events(self, before: datetime, *, limit: int = 5000) -> int:
+        self._ready()
+        total = 0
+        while total < limit:
+            size = min(limit - total, PURGE_EVENTS_BATCH)
+
+            def work(ex: Executor, size: int = size) -> int:
+                old = ex.all(q.OLD_EVENTS, {"b_before": before, "b_limit": size})
+                if old:
+                    ex.run(q.DELETE_OLD_EVENTS, {"b_last": old[-1]["seq"], "b_before": before})
+                return len(old)
+
+            deleted = self._tx.write(work)
+            total += deleted
+            if deleted < size:
+                break
+        return total
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        report: dict[str, Any] = {
+            "store": type(self).__name__,
+            "dialect": self.engine.dialect.name,
+            "url": self.engine.url.render_as_string(hide_password=True),
+        }
+        try:
+            self._ready()
+            report["last_seq"] = self.last_seq()
+        except StoreUnavailable as exc:
+            report.update(status="unavailable", error=str(exc))
+            return report
+        report["status"] = "ok"
+        return report
+
+    def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+        self._tx.close()
+        if self._owns_engine:
+            self.engine.dispose()
+
+
+def _new_revision() -> int:
+    return random.getrandbits(62)
+
+
+def _state_json(change: Change, session_row: dict[str, Any] | None) -> str | None:
+    """The session row's state JSON, when the snapshot records that same state."""
+    if session_row is None or change.snapshot is None:
+        return None
+    return str(session_row["state"]) if change.snapshot.state is change.session.state else None
+
+
+def _scalar(row: Mapping[str, Any] | None) -> Any:
+    if row is None:
+        raise LookupError("expected a row")
+    return next(iter(row.values()))
+
+
+def _filtered(query: Select[Any], filters: SessionQuery) -> Select[Any]:
+    if filters.statuses is not None:
+        query = query.where(sessions.c.status.in_([str(s) for s in filters.statuses]))
+    if filters.operation_id is not None:
+        query = query.where(sessions.c.operation_id == filters.operation_id)
+    if filters.parent_id is not None:
+        query = query.where(sessions.c.parent_id == filters.parent_id)
+    if filters.created_after is not None:
+        query = query.where(sessions.c.created_at >= filters.created_after)
+    if filters.created_before is not None:
+        query = query.where(sessions.c.created_at < filters.created_before)
+    if filters.search:
+        needle = filters.search.casefold()
+        query = query.where(
+            or_(
+                func.lower(sessions.c.id).contains(needle, autoescape=True),
+                func.lower(sessions.c.operation_id).contains(needle, autoescape=True),
+            )
+        )
+    return query
+
+
+def _progress_only(old: ProgressSession, new: ProgressSession) -> bool:
+    """No status and no sub-operation state changed: the next update supersedes this one."""
+    if old.state.status != new.state.status or len(old.sub_operations) != len(new.sub_operations):
+        return False
+    return all(
+        before.id == after.id and before.state == after.state
+        for before, after in zip(old.sub_operations, new.sub_operations, strict=True)
+    )
+
+
+def _row_changed(old: ProgressSession, new: ProgressSession) -> bool:
+    return (
+        old.state != new.state
+        or old.metadata != new.metadata
+        or old.updated_at != new.updated_at
+        or old.heartbeat_at != new.heartbeat_at
+        or old.sub_operations != new.sub_operations
+    )
