@@ -1,0 +1,234 @@
+"""The JSON API, the SSE stream, ``/metrics`` and the celery-progress endpoint.
+
+Errors answer :class:`~.schemas.ErrorResponse` with a status from the
+package's hierarchy (see :func:`error_response`).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import anyio.to_thread
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import BaseRoute, Route
+
+from ..core.errors import (
+    InvalidProgress,
+    InvalidTransition,
+    ProgressError,
+    SessionNotFound,
+    StoreUnavailable,
+    TrackingDisabled,
+)
+from .compat import group_progress, pending_progress, task_progress
+from .context import Dashboard, dashboard_of
+from .live import StreamFilter
+from .metrics import CONTENT_TYPE
+from .openapi import openapi_document
+from .params import checked_id, int_param, list_filters
+from .schemas import (
+    ActionRequest,
+    ActionResult,
+    EventPage,
+    SessionPageResponse,
+    detail,
+    stats_response,
+    summarize,
+)
+
+__all__ = ["api_routes", "error_response"]
+
+#: Session ids a single SSE client may watch.
+MAX_WATCHED_SESSIONS = 500
+#: Largest page of the event log.
+MAX_EVENT_PAGE = 1000
+#: Largest accepted action body, in bytes.
+MAX_BODY_BYTES = 16 * 1024
+
+_NO_STORE = {"cache-control": "no-store"}
+
+
+def _json(model: BaseModel, status_code: int = 200) -> JSONResponse:
+    return JSONResponse(model.model_dump(mode="json"), status_code, headers=_NO_STORE)
+
+
+def error_response(exc: Exception) -> JSONResponse:
+    """The package's errors as HTTP: 404 unknown, 409 refused move, 400 bad input, 503 store."""
+    status, code = 500, "internal_error"
+    match exc:
+        case SessionNotFound():
+            status, code = 404, "session_not_found"
+        case InvalidTransition():
+            status, code = 409, "invalid_transition"
+        case InvalidProgress():
+            status, code = 400, "invalid_request"
+        case TrackingDisabled():
+            status, code = 503, "tracking_disabled"
+        case StoreUnavailable():
+            status, code = 503, "store_unavailable"
+        case ProgressError():
+            status, code = 409, "refused"
+    detail_text = str(exc) if status != 500 else "internal error"
+    return JSONResponse({"error": code, "detail": detail_text}, status, headers=_NO_STORE)
+
+
+async def list_sessions(request: Request) -> Response:
+    board = dashboard_of(request)
+    filters = list_filters(request.query_params)
+    page = await board.access.page(
+        statuses=filters.statuses,
+        operation_id=filters.operation_id,
+        search=filters.search,
+        limit=filters.limit,
+        offset=filters.offset,
+    )
+    return _json(
+        SessionPageResponse.model_construct(
+            sessions=[summarize(session) for session in page.sessions],
+            total=page.total,
+            limit=page.limit,
+            offset=page.offset,
+        )
+    )
+
+
+async def get_session(request: Request) -> Response:
+    session_id = checked_id(request.path_params["session_id"])
+    session = await dashboard_of(request).access.session(session_id)
+    return _json(detail(session))
+
+
+async def session_events(request: Request) -> Response:
+    session_id = checked_id(request.path_params["session_id"])
+    params = request.query_params
+    since = int_param(params, "since", 0, low=0, high=2**62)
+    limit = int_param(params, "limit", 200, low=1, high=MAX_EVENT_PAGE)
+    access = dashboard_of(request).access
+    await access.session(session_id)  # 404 for an unknown session
+    events = await access.events(session_id, since=since, limit=limit)
+    next_since = events[-1].seq if events else since
+    return _json(EventPage.model_construct(events=events, next_since=next_since))
+
+
+async def get_stats(request: Request) -> Response:
+    stats = await dashboard_of(request).access.stats()
+    return _json(stats_response(stats))
+
+
+async def _action_body(request: Request) -> ActionRequest:
+    body = await request.body()
+    if len(body) > MAX_BODY_BYTES:
+        raise InvalidProgress(f"the request body is larger than {MAX_BODY_BYTES} bytes")
+    if not body.strip():
+        return ActionRequest()
+    try:
+        return ActionRequest.model_validate_json(body)
+    except ValidationError as exc:
+        problems = "; ".join(e["msg"] for e in exc.errors(include_url=False))
+        raise InvalidProgress(f"invalid body: {problems}") from None
+
+
+async def cancel_session(request: Request) -> Response:
+    session_id = checked_id(request.path_params["session_id"])
+    body = await _action_body(request)
+    reason = body.reason or "cancelled from the dashboard"
+    session = await dashboard_of(request).access.cancel(session_id, reason)
+    return _json(ActionResult.model_construct(session=summarize(session)))
+
+
+async def pause_session(request: Request) -> Response:
+    session_id = checked_id(request.path_params["session_id"])
+    body = await _action_body(request)
+    reason = body.reason or "paused from the dashboard"
+    session = await dashboard_of(request).access.pause(session_id, reason)
+    return _json(ActionResult.model_construct(session=summarize(session)))
+
+
+async def resume_session(request: Request) -> Response:
+    session_id = checked_id(request.path_params["session_id"])
+    await _action_body(request)
+    session = await dashboard_of(request).access.resume(session_id)
+    return _json(ActionResult.model_construct(session=summarize(session)))
+
+
+async def events_stream(request: Request) -> Response:
+    board = dashboard_of(request)
+    params = request.query_params
+    watched = [checked_id(value) for value in params.getlist("session_id")]
+    if len(watched) > MAX_WATCHED_SESSIONS:
+        raise InvalidProgress(f"at most {MAX_WATCHED_SESSIONS} session_id parameters")
+    include_new = params.get("include_new", "").lower() in ("1", "true", "yes")
+    since: int | None = None
+    last_event_id = request.headers.get("last-event-id", "").strip()
+    if last_event_id:
+        since = _seq(last_event_id, "Last-Event-ID")
+    elif params.get("since"):
+        since = int_param(params, "since", 0, low=0, high=2**62)
+    stream_filter = StreamFilter(frozenset(watched) if watched else None, include_new)
+    return StreamingResponse(
+        board.hub.stream(stream_filter, since),
+        media_type="text/event-stream",
+        headers={"cache-control": "no-store", "x-accel-buffering": "no"},
+    )
+
+
+def _seq(raw: str, what: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidProgress(f"{what} must be an event sequence number") from None
+    if value < 0:
+        raise InvalidProgress(f"{what} must not be negative")
+    return value
+
+
+async def metrics(request: Request) -> Response:
+    board = dashboard_of(request)
+    body = await anyio.to_thread.run_sync(board.metrics.render)
+    return Response(body, media_type=CONTENT_TYPE, headers=_NO_STORE)
+
+
+async def openapi(request: Request) -> Response:
+    root = request.scope.get("root_path", "")
+    return JSONResponse(openapi_document(root), headers=_NO_STORE)
+
+
+async def celery_progress(request: Request) -> Response:
+    """celery-progress's ``/celery-progress/<task_id>/``: an unknown id is PENDING, as there."""
+    task_id = request.path_params["task_id"]
+    try:
+        session = await dashboard_of(request).access.session(checked_id(task_id))
+    except SessionNotFound:
+        answer = pending_progress()
+    else:
+        answer = task_progress(session)
+    return _json(answer)
+
+
+async def celery_group_progress(request: Request) -> Response:
+    group_id = checked_id(request.path_params["group_id"])
+    session = await dashboard_of(request).access.session(group_id)
+    body: dict[str, Any] = group_progress(session)
+    return Response(json.dumps(body), media_type="application/json", headers=_NO_STORE)
+
+
+def api_routes(board: Dashboard) -> list[BaseRoute]:
+    del board  # routes find the dashboard on the request; kept for symmetry with pages
+    return [
+        Route("/api/openapi.json", openapi, methods=["GET"]),
+        Route("/api/sessions", list_sessions, methods=["GET"]),
+        # Ids may hold "/": the sub-resources come first, the bare id last.
+        Route("/api/sessions/{session_id:path}/events", session_events, methods=["GET"]),
+        Route("/api/sessions/{session_id:path}/cancel", cancel_session, methods=["POST"]),
+        Route("/api/sessions/{session_id:path}/pause", pause_session, methods=["POST"]),
+        Route("/api/sessions/{session_id:path}/resume", resume_session, methods=["POST"]),
+        Route("/api/sessions/{session_id:path}", get_session, methods=["GET"]),
+        Route("/api/stats", get_stats, methods=["GET"]),
+        Route("/api/events", events_stream, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/celery-progress/{task_id}/", celery_progress, methods=["GET"]),
+        Route("/celery-progress/g/{group_id}/", celery_group_progress, methods=["GET"]),
+    ]

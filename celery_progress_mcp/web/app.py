@@ -1,0 +1,126 @@
+"""``create_app``: the dashboard as an ASGI app, to serve alone or mount anywhere.
+
+::
+
+    app = create_app(tracker)                       # uvicorn module:app
+    Mount("/progress", app=create_app(tracker))     # inside Starlette or FastAPI
+
+Mounted under a prefix, links, the API's server URL and the login cookie's
+path all follow the mount point.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Collection
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount
+from starlette.staticfiles import StaticFiles
+
+from ..core.errors import ProgressError
+from ..tracking.tracker import ProgressTracker
+from .access import ActionHook, TrackerAccess
+from .api import api_routes, error_response
+from .context import Dashboard
+from .formatting import FILTERS
+from .live import DEFAULT_INTERVAL_S, LiveHub
+from .metrics import DashboardMetrics
+from .pages import page_routes
+from .security import AuthSettings, SecurityMiddleware
+
+__all__ = ["create_app"]
+
+
+def create_app(
+    tracker: ProgressTracker,
+    *,
+    token: str | None = None,
+    basic_auth: tuple[str, str] | None = None,
+    cancel: ActionHook | None = None,
+    allowed_hosts: Collection[str] | None = None,
+    trusted_origins: Collection[str] = (),
+    live_interval_s: float = DEFAULT_INTERVAL_S,
+    live_source: str = "auto",
+    title: str = "Celery progress",
+) -> Starlette:
+    """The dashboard, JSON API, SSE stream and ``/metrics`` over ``tracker``.
+
+    ``token`` or ``basic_auth`` switch authentication on. ``cancel`` replaces
+    ``tracker.cancel_session`` for the cancel button and endpoint (the Celery
+    integration's cancel also revokes the task). Without authentication only
+    loopback host names are served unless ``allowed_hosts`` says otherwise
+    (``["*"]`` for any). ``live_interval_s`` is the coalescing interval of
+    live updates: each SSE client gets at most one frame, and each session
+    at most one update, per interval. ``live_source`` says where live
+    updates come from: ``"bus"`` (the tracker's subscription), ``"log"``
+    (polling the store's event log, for a dashboard in its own process whose
+    bus is in-process only) or ``"auto"`` (the bus unless that is the case).
+    """
+    if token is not None and not token:
+        raise ProgressError("the dashboard token must not be empty")
+    auth = AuthSettings(
+        token=token,
+        basic=basic_auth,
+        allowed_hosts=allowed_hosts,
+        trusted_origins=tuple(trusted_origins),
+    )
+    holder: list[DashboardMetrics] = []
+    access = TrackerAccess(
+        tracker, cancel=cancel, on_store_error=lambda exc: holder[0].store_errors.inc()
+    )
+    metrics = DashboardMetrics(access)
+    holder.append(metrics)
+    unsubscribe = tracker.bus.subscribe(metrics.observe)
+    hub = LiveHub(access, interval_s=live_interval_s, source=live_source)
+    board = Dashboard(
+        access=access,
+        hub=hub,
+        metrics=metrics,
+        auth=auth,
+        templates=_templates(),
+        title=title,
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            hub.close()
+            unsubscribe()
+
+    async def on_progress_error(request: Request, exc: Exception) -> Response:
+        return error_response(exc)
+
+    app = Starlette(
+        routes=[
+            *api_routes(board),
+            *page_routes(board),
+            Mount(
+                "/static",
+                app=StaticFiles(packages=[("celery_progress_mcp.web", "static")]),
+                name="static",
+            ),
+        ],
+        middleware=[Middleware(SecurityMiddleware, settings=auth)],
+        exception_handlers={ProgressError: on_progress_error},
+        lifespan=lifespan,
+    )
+    app.state.dashboard = board
+    return app
+
+
+def _templates() -> Environment:
+    environment = Environment(
+        loader=PackageLoader("celery_progress_mcp.web", "templates"),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    environment.filters.update(FILTERS)
+    return environment

@@ -1,0 +1,133 @@
+"""``celery-progress-mcp -A MODULE:APP dashboard``: serve the dashboard with uvicorn.
+
+The command is registered on the package's CLI group, which resolves
+``-A`` to a tracker; ``--store-url`` serves a store without a Celery app.
+Binding anything but a loopback address requires a token or basic auth.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+import click
+
+from ..core.config import ProgressConfig
+from ..core.errors import ConfigError
+from ..tracking.tracker import ProgressTracker
+from .access import ActionHook
+
+__all__ = ["DEFAULT_PORT", "dashboard_command", "is_loopback", "serve"]
+
+#: The dashboard's default TCP port.
+DEFAULT_PORT = 5566
+#: Environment variable read for ``--token`` (keeps the token out of ``ps``).
+TOKEN_ENV = "CELERY_PROGRESS_DASHBOARD_TOKEN"
+#: Environment variable read for ``--basic-auth`` (``USER:PASSWORD``).
+BASIC_AUTH_ENV = "CELERY_PROGRESS_DASHBOARD_BASIC_AUTH"
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(
+    tracker: ProgressTracker,
+    *,
+    host: str = "127.0.0.1",
+    port: int = DEFAULT_PORT,
+    token: str | None = None,
+    basic_auth: tuple[str, str] | None = None,
+    cancel: ActionHook | None = None,
+    log_level: str = "info",
+) -> None:
+    """Run the dashboard until interrupted. Refuses a non-loopback host without auth."""
+    import uvicorn
+
+    from .app import create_app
+
+    if not is_loopback(host) and token is None and basic_auth is None:
+        raise ConfigError(
+            f"refusing to serve the dashboard on {host} without authentication: "
+            f"pass --token (or set {TOKEN_ENV}) or --basic-auth, or bind 127.0.0.1"
+        )
+    allowed_hosts: list[str] | None = None
+    if token is None and basic_auth is None:
+        allowed_hosts = ["localhost", "127.0.0.1", "::1", "[::1]", host]
+    app = create_app(
+        tracker, token=token, basic_auth=basic_auth, cancel=cancel, allowed_hosts=allowed_hosts
+    )
+    uvicorn.run(app, host=host, port=port, log_level=log_level, proxy_headers=False)
+
+
+def _tracker_from(ctx: click.Context, store_url: str | None) -> tuple[ProgressTracker, Any]:
+    """The tracker the CLI group resolved from ``-A``, else one over ``--store-url``."""
+    if store_url:
+        return ProgressTracker(ProgressConfig(store_url=store_url)), None
+    obj = ctx.obj
+    if isinstance(obj, ProgressTracker):
+        return obj, None
+    tracker = getattr(obj, "tracker", None)
+    if callable(tracker) and not isinstance(tracker, ProgressTracker):
+        tracker = tracker()
+    if isinstance(tracker, ProgressTracker):
+        return tracker, getattr(obj, "cancel", None)
+    raise click.UsageError("name a Celery app with -A MODULE:APP, or pass --store-url")
+
+
+@click.command("dashboard")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=DEFAULT_PORT, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--token", envvar=TOKEN_ENV, help=f"Require this token (or set {TOKEN_ENV}).")
+@click.option(
+    "--basic-auth",
+    envvar=BASIC_AUTH_ENV,
+    metavar="USER:PASSWORD",
+    help=f"Require HTTP basic auth (or set {BASIC_AUTH_ENV}).",
+)
+@click.option("--store-url", help="Serve this store directly, without a Celery app.")
+@click.option("--log-level", default="info", show_default=True)
+@click.pass_context
+def dashboard_command(
+    ctx: click.Context,
+    host: str,
+    port: int,
+    token: str | None,
+    basic_auth: str | None,
+    store_url: str | None,
+    log_level: str,
+) -> None:
+    """Serve the live web dashboard, JSON API, SSE stream and /metrics."""
+    basic: tuple[str, str] | None = None
+    if basic_auth:
+        user, sep, password = basic_auth.partition(":")
+        if not sep or not user or not password:
+            raise click.BadParameter("expected USER:PASSWORD", param_hint="--basic-auth")
+        basic = (user, password)
+    if token is not None and not token:
+        raise click.BadParameter("the token must not be empty", param_hint="--token")
+    if not is_loopback(host) and token is None and basic is None:
+        raise click.UsageError(
+            f"refusing to serve on {host} without authentication: pass --token "
+            f"(or set {TOKEN_ENV}) or --basic-auth, or bind 127.0.0.1"
+        )
+    tracker, cancel = _tracker_from(ctx, store_url)
+    click.echo(f"dashboard on http://{host}:{port}/", err=True)
+    try:
+        serve(
+            tracker,
+            host=host,
+            port=port,
+            token=token,
+            basic_auth=basic,
+            cancel=cancel,
+            log_level=log_level,
+        )
+    finally:
+        if store_url:
+            tracker.close()

@@ -1,0 +1,30 @@
+"""What every route of one dashboard app shares."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from jinja2 import Environment
+from starlette.requests import Request
+
+from .access import TrackerAccess
+from .live import LiveHub
+from .metrics import DashboardMetrics
+from .security import AuthSettings
+
+__all__ = ["Dashboard", "dashboard_of"]
+
+
+@dataclass(frozen=True, slots=True)
+class Dashboard:
+    access: TrackerAccess
+    hub: LiveHub
+    metrics: DashboardMetrics
+    auth: AuthSettings
+    templates: Environment
+    title: str
+
+
+def dashboard_of(request: Request) -> Dashboard:
+    board: Dashboard = request.app.state.dashboard
+    return board

@@ -1,0 +1,298 @@
+"""The OpenAPI 3.1 description of the JSON API, with schemas generated from the response models."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from pydantic.json_schema import models_json_schema
+
+from ..core.models import ProgressEventType
+from ..core.states import SessionStatus
+from .params import MAX_ID_CHARS, MAX_OFFSET, MAX_PAGE_SIZE, MAX_TEXT_CHARS
+from .schemas import (
+    ActionRequest,
+    ActionResult,
+    CeleryProgressResponse,
+    ErrorResponse,
+    EventPage,
+    SessionDetail,
+    SessionPageResponse,
+    StatsResponse,
+)
+
+__all__ = ["openapi_document"]
+
+_MODELS = (
+    ActionRequest,
+    ActionResult,
+    CeleryProgressResponse,
+    ErrorResponse,
+    EventPage,
+    SessionDetail,
+    SessionPageResponse,
+    StatsResponse,
+)
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json_body(name: str, description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref(name)}}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return _json_body("ErrorResponse", description)
+
+
+_AUTH_ERRORS = {
+    "401": _error("Authentication required (a token or basic auth is configured)."),
+    "400": _error("Bad input."),
+    "503": _error("The store is unavailable or tracking is disabled."),
+}
+
+_SESSION_ID = {
+    "name": "session_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS},
+}
+
+_CSRF = {
+    "name": "X-Requested-With",
+    "in": "header",
+    "required": True,
+    "description": "Any value: proves the request is not a cross-site form (CSRF).",
+    "schema": {"type": "string", "pattern": "^[A-Za-z0-9-]{1,40}$"},
+}
+
+
+def _action(summary: str, *, with_reason: bool) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "summary": summary,
+        "parameters": [_SESSION_ID, _CSRF],
+        "responses": {
+            "200": _json_body("ActionResult", "The session after the change."),
+            "403": _error("Refused: missing X-Requested-With header or foreign Origin."),
+            "404": _error("No such session."),
+            "409": _error("The move is not allowed from the session's state."),
+            **_AUTH_ERRORS,
+        },
+    }
+    if with_reason:
+        operation["requestBody"] = {
+            "required": False,
+            "content": {"application/json": {"schema": _ref("ActionRequest")}},
+        }
+    return operation
+
+
+@functools.cache
+def _schemas() -> dict[str, Any]:
+    _, top = models_json_schema(
+        [(model, "serialization") for model in _MODELS],
+        ref_template="#/components/schemas/{model}",
+    )
+    defs: dict[str, Any] = top.get("$defs", {})
+    return defs
+
+
+def openapi_document(root_path: str = "") -> dict[str, Any]:
+    statuses = [status.value for status in SessionStatus]
+    paths: dict[str, Any] = {
+        "/api/sessions": {
+            "get": {
+                "summary": "Sessions, newest first, filtered and paginated.",
+                "parameters": [
+                    {
+                        "name": "status",
+                        "in": "query",
+                        "style": "form",
+                        "explode": True,
+                        "schema": {"type": "array", "items": {"enum": statuses}},
+                    },
+                    {
+                        "name": "operation_id",
+                        "in": "query",
+                        "schema": {"type": "string", "maxLength": MAX_TEXT_CHARS},
+                    },
+                    {
+                        "name": "q",
+                        "in": "query",
+                        "description": "Substring of the session id or operation id.",
+                        "schema": {"type": "string", "maxLength": MAX_TEXT_CHARS},
+                    },
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE},
+                    },
+                    {
+                        "name": "offset",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET},
+                    },
+                ],
+                "responses": {
+                    "200": _json_body("SessionPageResponse", "One page of sessions."),
+                    **_AUTH_ERRORS,
+                },
+            }
+        },
+        "/api/sessions/{session_id}": {
+            "get": {
+                "summary": "One session with sub-operations, metadata and history.",
+                "parameters": [_SESSION_ID],
+                "responses": {
+                    "200": _json_body("SessionDetail", "The session."),
+                    "404": _error("No such session."),
+                    **_AUTH_ERRORS,
+                },
+            }
+        },
+        "/api/sessions/{session_id}/events": {
+            "get": {
+                "summary": "The session's logged events after a sequence number.",
+                "parameters": [
+                    _SESSION_ID,
+                    {"name": "since", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+                    },
+                ],
+                "responses": {
+                    "200": _json_body("EventPage", "Events, oldest first."),
+                    "404": _error("No such session."),
+                    **_AUTH_ERRORS,
+                },
+            }
+        },
+        "/api/sessions/{session_id}/cancel": {
+            "post": _action("Cancel the session (and revoke its Celery task).", with_reason=True)
+        },
+        "/api/sessions/{session_id}/pause": {
+            "post": _action("Pause the session.", with_reason=True)
+        },
+        "/api/sessions/{session_id}/resume": {
+            "post": _action("Resume a paused session.", with_reason=False)
+        },
+        "/api/stats": {
+            "get": {
+                "summary": "Counts and rates over the store.",
+                "responses": {"200": _json_body("StatsResponse", "Statistics."), **_AUTH_ERRORS},
+            }
+        },
+        "/api/events": {
+            "get": {
+                "summary": "Live updates (Server-Sent Events), coalesced per session.",
+                "description": (
+                    "Frames: `hello` (`{seq}`), `progress` (`{seq, updates: [...]}`, at most one "
+                    "update per session per frame; the SSE id is the highest event sequence "
+                    "number covered), `resync` (refetch through the API). Reconnecting with "
+                    "`Last-Event-ID` (or `since`) replays the event log from there. Event "
+                    f"types: {', '.join(t.value for t in ProgressEventType)}."
+                ),
+                "parameters": [
+                    {
+                        "name": "session_id",
+                        "in": "query",
+                        "description": "Watch only these sessions (repeatable).",
+                        "style": "form",
+                        "explode": True,
+                        "schema": {"type": "array", "items": {"type": "string"}},
+                    },
+                    {
+                        "name": "include_new",
+                        "in": "query",
+                        "description": "With session_id: also announce newly created sessions.",
+                        "schema": {"type": "boolean"},
+                    },
+                    {"name": "since", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                    {"name": "Last-Event-ID", "in": "header", "schema": {"type": "string"}},
+                ],
+                "responses": {
+                    "200": {
+                        "description": "An endless event stream.",
+                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                    },
+                    **_AUTH_ERRORS,
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics.",
+                "responses": {
+                    "200": {
+                        "description": "The text exposition format.",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
+                    "401": _AUTH_ERRORS["401"],
+                },
+            }
+        },
+        "/celery-progress/{task_id}/": {
+            "get": {
+                "summary": "celery-progress's JSON for a task (unknown ids are PENDING).",
+                "parameters": [
+                    {
+                        "name": "task_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,255}$"},
+                    }
+                ],
+                "responses": {
+                    "200": _json_body("CeleryProgressResponse", "celery-progress's answer."),
+                    **_AUTH_ERRORS,
+                },
+            }
+        },
+        "/celery-progress/g/{group_id}/": {
+            "get": {
+                "summary": "celery-progress's JSON for a group (its members' progress summed).",
+                "parameters": [
+                    {
+                        "name": "group_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,255}$"},
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "`{complete, success, progress: {total, current, percent}}`",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                    "404": _error("No such group session."),
+                    **_AUTH_ERRORS,
+                },
+            }
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "celery-progress-mcp dashboard API",
+            "version": "1",
+            "description": (
+                "Progress sessions of Celery tasks. When the dashboard has a token, send "
+                "`Authorization: Bearer <token>`; state-changing requests need the "
+                "`X-Requested-With` header."
+            ),
+        },
+        "servers": [{"url": root_path or "/"}],
+        "paths": paths,
+        "components": {
+            "schemas": _schemas(),
+            "securitySchemes": {
+                "bearerAuth": {"type": "http", "scheme": "bearer"},
+                "basicAuth": {"type": "http", "scheme": "basic"},
+            },
+        },
+        "security": [{}, {"bearerAuth": []}, {"basicAuth": []}],
+    }
