@@ -40,6 +40,9 @@
     return d.getUTCFullYear() + "-" + two(d.getUTCMonth() + 1) + "-" + two(d.getUTCDate()) +
       " " + two(d.getUTCHours()) + ":" + two(d.getUTCMinutes()) + ":" + two(d.getUTCSeconds());
   }
+  // Fallback refresh periods: what the granularity sends no event for.
+  const LIST_POLL_MS = 10000;
+  const SESSION_POLL_MS = 3000;
   const ACTIVE = new Set(["initializing", "in_progress", "paused"]);
   const STATES = ["initializing", "in_progress", "paused", "completed", "failed", "cancelled"];
 
@@ -174,10 +177,11 @@
         tbody.replaceChildren(...fresh);
         const shown = page.sessions.length;
         setText(document.getElementById("range"), page.total ? (page.offset + 1) + "–" + (page.offset + shown) + " of " + page.total : "0 of 0");
+        const before = Array.from(rowMap.keys()).join(" ");
         rowMap = rows();
         newCount = 0;
         notice.hidden = true;
-        openStream();
+        if (Array.from(rowMap.keys()).join(" ") !== before) openStream();
       } catch (error) {
         console.warn(error);
       }
@@ -242,6 +246,12 @@
         }
       }
     }, 1000);
+
+    // Changes that send no event at the configured granularity (a group's
+    // members moving its rollup, say) still show within a few seconds.
+    setInterval(() => {
+      if (Array.from(rowMap.values()).some((tr) => ACTIVE.has(tr.dataset.status))) refreshSoon();
+    }, LIST_POLL_MS);
 
     openStream();
   }
@@ -370,6 +380,9 @@
     setInterval(() => {
       if (ACTIVE.has(status)) setText(document.getElementById("duration"), duration(Date.now() / 1000 - created));
     }, 1000);
+    setInterval(() => {
+      if (ACTIVE.has(status)) { refreshSoon(); chartSoon(); }
+    }, SESSION_POLL_MS);
 
     const result = document.getElementById("action-result");
     const prompts = {

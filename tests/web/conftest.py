@@ -1,0 +1,105 @@
+"""Fixtures of the dashboard tests: a tracker with sessions in every state, apps, clients."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from starlette.applications import Starlette
+from starlette.testclient import TestClient
+
+from celery_progress_mcp import (
+    InProgress,
+    ProgressConfig,
+    ProgressGranularity,
+    ProgressTracker,
+    SubOperation,
+)
+from celery_progress_mcp.web import create_app
+
+#: The token of the apps that require one.
+TOKEN = "s3cret-token-for-tests"
+#: What the tests send on state-changing requests.
+CSRF = {"X-Requested-With": "tests"}
+#: Text that would run as script if a page failed to escape it.
+HOSTILE_STEP = "<script>window.__pwned = 1</script><img src=x onerror=alert(1)>"
+
+
+@dataclass(frozen=True)
+class Sessions:
+    running: str
+    paused: str
+    completed: str
+    failed: str
+    cancelled: str
+    initializing: str
+    group: str
+
+
+@pytest.fixture
+def tracker() -> Iterator[ProgressTracker]:
+    config = ProgressConfig(update_interval_ms=0, granularity_level=ProgressGranularity.VERBOSE)
+    with ProgressTracker(config) as tracker:
+        yield tracker
+
+
+@pytest.fixture
+def sessions(tracker: ProgressTracker) -> Sessions:
+    running = tracker.create_session("file_processing", {"worker": "celery@alpha", "file": "a.csv"})
+    tracker.update_progress(
+        running,
+        InProgress(
+            percentage=42.5, current_step=HOSTILE_STEP, current_step_number=3, total_steps=8
+        ),
+    )
+    paused = tracker.create_session("ml_training")
+    tracker.update_progress(paused, InProgress(percentage=10))
+    tracker.pause_session(paused, "waiting for a GPU")
+    completed = tracker.create_session("file_processing")
+    tracker.update_progress(completed, InProgress(percentage=50))
+    tracker.complete_session(completed, "100 rows")
+    failed = tracker.create_session("report")
+    tracker.fail_session(failed, "disk full", "ENOSPC")
+    cancelled = tracker.create_session("report")
+    tracker.cancel_session(cancelled, "not needed")
+    initializing = tracker.create_session("queued_job")
+    group = tracker.create_session("group")
+    tracker.add_sub_operations(
+        group,
+        [
+            SubOperation(id="load", name="Load data"),
+            SubOperation(id="train", name="Train <model>", weight=3),
+            SubOperation(id="eval", name="Evaluate"),
+        ],
+    )
+    tracker.start_sub_operation(group, "load")
+    tracker.complete_sub_operation(group, "load")
+    tracker.start_sub_operation(group, "train")
+    tracker.update_sub_operation(group, "train", percentage=50)
+    return Sessions(running, paused, completed, failed, cancelled, initializing, group)
+
+
+@pytest.fixture(params=["open", "token"])
+def auth_mode(request: pytest.FixtureRequest) -> str:
+    mode: str = request.param
+    return mode
+
+
+@pytest.fixture
+def app(tracker: ProgressTracker, auth_mode: str) -> Starlette:
+    return create_app(tracker, token=TOKEN if auth_mode == "token" else None)
+
+
+@pytest.fixture
+def client(app: Starlette, auth_mode: str) -> Iterator[TestClient]:
+    """A client that is authenticated when the app wants it."""
+    headers = {"Authorization": f"Bearer {TOKEN}"} if auth_mode == "token" else {}
+    with TestClient(app, base_url="http://127.0.0.1", headers=headers) as client:
+        yield client
+
+
+@pytest.fixture
+def anonymous(app: Starlette) -> Iterator[TestClient]:
+    with TestClient(app, base_url="http://127.0.0.1", follow_redirects=False) as client:
+        yield client
