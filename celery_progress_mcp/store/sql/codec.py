@@ -40,17 +40,29 @@ def dump_json(value: Any) -> str:
 
 
 def check_ids(session: ProgressSession) -> None:
-    """Refuse ids the id columns cannot hold, before anything is written."""
-    named = [("session id", session.id), ("operation_id", session.operation_id)]
+    """Refuse what the text columns cannot hold, before anything is written.
+
+    Ids longer than the id columns, and NUL characters, which PostgreSQL's
+    text cannot store (inside JSON they are escaped, so metadata may hold them).
+    """
+    ids = [("session id", session.id), ("operation_id", session.operation_id)]
     if session.parent_id is not None:
-        named.append(("parent_id", session.parent_id))
-    named.extend(("sub-operation id", sub.id) for sub in session.sub_operations)
-    for what, value in named:
+        ids.append(("parent_id", session.parent_id))
+    texts = []
+    for sub in session.sub_operations:
+        ids.append(("sub-operation id", sub.id))
+        texts.append((f"the name of sub-operation {sub.id!r}", sub.name))
+        if sub.error is not None:
+            texts.append((f"the error of sub-operation {sub.id!r}", sub.error))
+    for what, value in ids:
         if len(value) > MAX_ID_LENGTH:
             raise InvalidProgress(
-                f"{what} is {len(value)} characters long; the SQL store keeps at most "
-                f"{MAX_ID_LENGTH}"
+                f"{what} {value[:40]!r}... is {len(value)} characters long; "
+                f"the SQL store keeps at most {MAX_ID_LENGTH}"
             )
+    for what, value in ids + texts:
+        if "\x00" in value:
+            raise InvalidProgress(f"{what} contains a NUL character, which cannot be stored")
 
 
 def session_values(session: ProgressSession) -> dict[str, Any]:

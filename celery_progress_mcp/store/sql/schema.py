@@ -76,7 +76,8 @@ def IdString() -> Any:
 
     MySQL's default collation is case-insensitive (``"A" == "a"``) and
     PostgreSQL's follows the locale; either would break uniqueness or the
-    order ``list_sessions`` promises.
+    order ``list_sessions`` promises. (On MySQL/MariaDB the migration picks a
+    binary collation without PAD SPACE, so ``"a"`` and ``"a "`` differ too.)
     """
     return (
         String(MAX_ID_LENGTH)

@@ -29,12 +29,23 @@ _MYSQL: dict[str, Any] = {
 _CLUSTERED: dict[str, Any] = {**_MYSQL, "sqlite_with_rowid": False}
 
 
+def _mysql_id_collation() -> str:
+    """Byte-wise and without PAD SPACE, so that ``"a"`` and ``"a "`` are two ids."""
+    dialect = op.get_bind().dialect
+    if getattr(dialect, "is_mariadb", False):
+        return "utf8mb4_nopad_bin"
+    version = getattr(dialect, "server_version_info", None) or (0,)
+    return "utf8mb4_0900_bin" if version >= (8,) else "utf8mb4_bin"
+
+
 def _id() -> Any:
     return (
         sa.String(255)
         .with_variant(postgresql.VARCHAR(255, collation="C"), "postgresql")
         .with_variant(
-            mysql.VARCHAR(255, charset="utf8mb4", collation="utf8mb4_bin"), "mysql", "mariadb"
+            mysql.VARCHAR(255, charset="utf8mb4", collation=_mysql_id_collation()),
+            "mysql",
+            "mariadb",
         )
     )
 

@@ -1,0 +1,278 @@
+"""The Store port's contract, on every store: memory, SQLite, PostgreSQL, MariaDB.
+
+``MemoryStore`` is the reference; each test here states a rule of the port
+and runs against every store through the ``make_store`` fixture.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from celery_progress_mcp import (
+    CapacityExceeded,
+    InProgress,
+    InvalidProgress,
+    InvalidTransition,
+    ProgressConfig,
+    ProgressSession,
+    SessionNotFound,
+    SessionQuery,
+    SubOperation,
+    SubOperationState,
+    SubOperationUpdate,
+)
+from celery_progress_mcp.core.engine import Change, Engine
+from celery_progress_mcp.store.base import Mutation, Store
+
+NOW = datetime(2025, 6, 18, tzinfo=UTC)
+ENGINE = Engine(ProgressConfig(granularity_level="Verbose"))
+HISTORY = 10
+
+MakeStore = Callable[..., Store]
+
+
+def create(
+    store: Store,
+    session_id: str,
+    *,
+    max_active: int = 100,
+    at: datetime = NOW,
+    operation_id: str = "op",
+    parent_id: str | None = None,
+) -> None:
+    change = ENGINE.create(
+        session_id=session_id,
+        operation_id=operation_id,
+        now=at,
+        parent_id=parent_id,
+        metadata={"k": "v"},
+    )
+    store.create(change, max_active=max_active, history_limit=HISTORY)
+
+
+def update(percentage: float, at: datetime = NOW, **extra: object) -> Mutation:
+    return functools.partial(
+        ENGINE.update, state=InProgress(percentage=percentage), now=at, **extra
+    )
+
+
+def complete(at: datetime = NOW) -> Mutation:
+    return functools.partial(ENGINE.complete, result_summary="ok", now=at)
+
+
+def test_create_then_get(make_store: MakeStore) -> None:
+    store = make_store()
+    create(store, "s1")
+    session = store.get("s1")
+    assert session is not None
+    assert (session.status, session.metadata, session.created_at) == (
+        "initializing",
+        {"k": "v"},
+        NOW,
+    )
+    assert [snap.index for snap in session.history] == [0]
+    assert store.get("s1", with_history=False).history == ()  # type: ignore[union-attr]
+    assert store.get("missing") is None
+
+
+def test_what_apply_returns_is_what_get_reads(make_store: MakeStore) -> None:
+    store = make_store()
+    create(store, "s1")
+    subs = (SubOperation(id="a", name="A", weight=2.5), SubOperation(id="b", name="B"))
+    store.apply(
+        "s1",
+        functools.partial(ENGINE.add_sub_operations, sub_operations=subs, now=NOW),
+        history_limit=HISTORY,
+    )
+    later = NOW + timedelta(seconds=1, microseconds=123)
+    change = SubOperationUpdate(
+        id="a", state=SubOperationState.ACTIVE, percentage=12.5, metadata={"x": [1, 2]}
+    )
+    returned, events = store.apply(
+        "s1",
+        update(33.3, later, sub_operation_updates=(change,), metadata={"m": 1}),
+        history_limit=HISTORY,
+    )
+    read = store.get("s1", with_history=False)
+    assert read == returned
+    assert [sub.id for sub in read.sub_operations] == ["a", "b"]  # type: ignore[union-attr]
+    assert read.sub_operations[0].started_at == later  # type: ignore[union-attr]
+    assert store.events_since(events[0].seq - 1, limit=len(events)) == events
+
+
+def test_a_duplicate_id_is_refused(make_store: MakeStore) -> None:
+    store = make_store()
+    create(store, "s1")
+    with pytest.raises(InvalidProgress, match="already exists"):
+        create(store, "s1")
+    assert store.stats().total_created == 1
+
+
+def test_ids_differ_by_case_and_trailing_space(make_store: MakeStore) -> None:
+    store = make_store()
+    for session_id in ("abc", "ABC", "abc "):
+        create(store, session_id)
+    assert {s.id for s in store.list_sessions(SessionQuery())} == {"abc", "ABC", "abc "}
+
+
+def test_capacity_counts_active_sessions_only(make_store: MakeStore) -> None:
+    store = make_store()
+    create(store, "a", max_active=1)
+    with pytest.raises(CapacityExceeded):
+        create(store, "b", max_active=1)
+    store.apply("a", complete(), history_limit=HISTORY)
+    create(store, "b", max_active=1)
+    assert store.stats().total_created == 2
+
+
+def test_a_refused_mutation_writes_nothing(make_store: MakeStore) -> None:
+    store = make_store()
+    create(store, "s1")
+    store.apply("s1", update(10), history_limit=HISTORY)
+    before = (store.get("s1"), store.stats(), store.last_seq())
+
+    def refuse(session: ProgressSession) -> Change:
+        raise InvalidTransition("no")
+
+    with pytest.raises(InvalidTransition):
+        store.apply("s1", refuse, history_limit=HISTORY)
+    with pytest.raises(SessionNotFound):
+        store.apply("missing", update(20), history_limit=HISTORY)
+    assert (store.get("s1"), store.stats(), store.last_seq()) == before
+
+
+def test_sequence_numbers_increase_across_sessions(make_store: MakeStore) -> None:
+    store = make_store()
+    create(store, "a")
+    create(store, "b")
+    for percentage in range(1, 6):
+        store.apply("a", update(percentage), history_limit=HISTORY)
+        store.apply("b", update(percentage), history_limit=HISTORY)
+    seqs = [event.seq for event in store.events_since(0)]
+    assert seqs == list(range(1, store.last_seq() + 1))
+
+
+def test_events_since_pages_and_filters(make_store: MakeStore) -> None:
+    store = make_store()
+    create(store, "a")
+    create(store, "b")
+    for percentage in range(1, 4):
+        store.apply("a", update(percentage), history_limit=HISTORY)
+    page = store.events_since(0, limit=2)
+    assert [e.seq for e in page] == [1, 2]
+    rest = store.events_since(page[-1].seq)
+    assert rest[0].seq == 3
+    assert {e.session_id for e in store.events_since(0, session_id="b")} == {"b"}
+    assert all(e.timestamp.tzinfo is not None for e in rest)
+
+
+def test_history_is_thinned_like_the_memory_store(make_store: MakeStore) -> None:
+    store = make_store()
+    create(store, "a")
+    for percentage in range(1, 100):
+        store.apply("a", update(percentage), history_limit=HISTORY)
+    history = store.get("a").history  # type: ignore[union-attr]
+    assert len(history) <= HISTORY
+    assert (history[0].index, history[-1].index) == (0, 99)
+    assert [snap.index for snap in history] == [0, 16, 32, 48, 64, 80, 96, 99]
+    assert history[-1].state == InProgress(percentage=99)
+
+
+def test_stale_and_purge(make_store: MakeStore) -> None:
+    store = make_store()
+    create(store, "old")
+    create(store, "done")
+    later = NOW + timedelta(hours=1)
+    store.apply("done", complete(), history_limit=HISTORY)
+    assert store.stale_sessions(later) == ["old"]
+    assert store.stale_sessions(NOW) == []
+    events = store.purge_finished(later, ENGINE.expired_event)
+    assert [(e.session_id, e.event_type.value) for e in events] == [("done", "SessionExpired")]
+    assert store.get("done") is None
+    stats = store.stats()
+    assert (stats.total_completed, stats.total_created, stats.sessions_by_state) == (
+        1,
+        2,
+        {"initializing": 1},
+    )
+    assert store.purge_events(later + timedelta(seconds=1)) == store.last_seq()
+    assert store.events_since(0) == []
+
+
+def test_purging_goes_in_bounded_batches(make_store: MakeStore) -> None:
+    store = make_store()
+    for index in range(7):
+        create(store, f"s{index}")
+        store.apply(f"s{index}", complete(), history_limit=HISTORY)
+    later = NOW + timedelta(hours=1)
+    assert len(store.purge_finished(later, ENGINE.expired_event, limit=3)) == 3
+    assert store.count_sessions(SessionQuery()) == 4
+    logged = store.last_seq()
+    assert store.purge_events(later, limit=5) == 5
+    assert store.events_since(0)[0].seq == 6
+    assert store.purge_events(later) == logged - 5
+
+
+def test_stats_are_lifetime_totals(make_store: MakeStore) -> None:
+    store = make_store()
+    for index, minutes in enumerate((1, 3)):
+        create(store, f"c{index}")
+        store.apply(f"c{index}", complete(NOW + timedelta(minutes=minutes)), history_limit=HISTORY)
+    create(store, "f")
+    store.apply(
+        "f",
+        functools.partial(ENGINE.fail, error_message="x", error_code=None, now=NOW),
+        history_limit=HISTORY,
+    )
+    create(store, "x")
+    store.apply("x", functools.partial(ENGINE.cancel, reason="r", now=NOW), history_limit=HISTORY)
+    create(store, "p")
+    store.apply("p", update(5), history_limit=HISTORY)
+    store.purge_finished(NOW + timedelta(hours=1), ENGINE.expired_event)
+    stats = store.stats()
+    assert stats.sessions_by_state == {"in_progress": 1}
+    assert (stats.active_sessions, stats.total_created) == (1, 5)
+    assert (stats.total_completed, stats.total_failed, stats.total_cancelled) == (2, 1, 1)
+    assert stats.avg_session_duration_seconds == pytest.approx(120.0)
+
+
+def test_list_and_count(make_store: MakeStore) -> None:
+    store = make_store()
+    for index in range(4):
+        create(store, f"s{index}", at=NOW + timedelta(seconds=index))
+    query = SessionQuery(created_after=NOW + timedelta(seconds=1), limit=2)
+    assert [s.id for s in store.list_sessions(query)] == ["s3", "s2"]
+    assert store.count_sessions(query) == 3
+    assert [s.id for s in store.list_sessions(SessionQuery(limit=2, offset=2))] == ["s1", "s0"]
+    assert store.list_sessions(SessionQuery(created_before=NOW)) == []
+
+
+def test_list_filters_by_status_operation_parent_and_search(make_store: MakeStore) -> None:
+    store = make_store()
+    create(store, "parent", operation_id="chord")
+    create(store, "Child-A", operation_id="member", parent_id="parent", at=NOW + timedelta(1))
+    create(store, "child-b", operation_id="member", parent_id="parent", at=NOW + timedelta(2))
+    store.apply("child-b", complete(), history_limit=HISTORY)
+
+    def ids(**filters: object) -> list[str]:
+        return [s.id for s in store.list_sessions(SessionQuery(**filters))]  # type: ignore[arg-type]
+
+    assert ids(statuses=["completed"]) == ["child-b"]
+    assert ids(statuses=["initializing", "in_progress"]) == ["Child-A", "parent"]
+    assert ids(operation_id="member") == ["child-b", "Child-A"]
+    assert ids(parent_id="parent") == ["child-b", "Child-A"]
+    assert ids(search="CHILD") == ["child-b", "Child-A"]
+    assert ids(search="chor") == ["parent"]
+    assert ids(search="100%_") == []
+    assert store.count_sessions(SessionQuery(statuses=["completed"], parent_id="parent")) == 1
+
+
+def test_sessions_ties_on_created_at_are_ordered_by_id(make_store: MakeStore) -> None:
+    store = make_store()
+    for session_id in ("b", "a", "c"):
+        create(store, session_id)
+    assert [s.id for s in store.list_sessions(SessionQuery())] == ["c", "b", "a"]
