@@ -28,7 +28,7 @@ from .context import Dashboard, dashboard_of
 from .live import StreamFilter
 from .metrics import CONTENT_TYPE
 from .openapi import openapi_document
-from .params import checked_id, int_param, list_filters
+from .params import MAX_SEQ, checked_id, int_param, list_filters
 from .schemas import (
     ActionRequest,
     ActionResult,
@@ -104,7 +104,7 @@ async def get_session(request: Request) -> Response:
 async def session_events(request: Request) -> Response:
     session_id = checked_id(request.path_params["session_id"])
     params = request.query_params
-    since = int_param(params, "since", 0, low=0, high=2**62)
+    since = int_param(params, "since", 0, low=0, high=MAX_SEQ)
     limit = int_param(params, "limit", 200, low=1, high=MAX_EVENT_PAGE)
     access = dashboard_of(request).access
     await access.session(session_id)  # 404 for an unknown session
@@ -166,7 +166,7 @@ async def events_stream(request: Request) -> Response:
     if last_event_id:
         since = _seq(last_event_id, "Last-Event-ID")
     elif params.get("since"):
-        since = int_param(params, "since", 0, low=0, high=2**62)
+        since = int_param(params, "since", 0, low=0, high=MAX_SEQ)
     stream_filter = StreamFilter(frozenset(watched) if watched else None, include_new)
     return StreamingResponse(
         board.hub.stream(stream_filter, since),

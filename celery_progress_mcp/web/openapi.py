@@ -9,7 +9,14 @@ from pydantic.json_schema import models_json_schema
 
 from ..core.models import ProgressEventType
 from ..core.states import SessionStatus
-from .params import MAX_ID_CHARS, MAX_OFFSET, MAX_PAGE_SIZE, MAX_TEXT_CHARS
+from .params import (
+    MAX_ID_CHARS,
+    MAX_OFFSET,
+    MAX_PAGE_SIZE,
+    MAX_SEQ,
+    MAX_TEXT_CHARS,
+    TEXT_PATTERN,
+)
 from .schemas import (
     ActionRequest,
     ActionResult,
@@ -57,7 +64,12 @@ _SESSION_ID = {
     "name": "session_id",
     "in": "path",
     "required": True,
-    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS},
+    "schema": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": MAX_ID_CHARS,
+        "pattern": TEXT_PATTERN,
+    },
 }
 
 _CSRF = {
@@ -116,13 +128,21 @@ def openapi_document(root_path: str = "") -> dict[str, Any]:
                     {
                         "name": "operation_id",
                         "in": "query",
-                        "schema": {"type": "string", "maxLength": MAX_TEXT_CHARS},
+                        "schema": {
+                            "type": "string",
+                            "maxLength": MAX_TEXT_CHARS,
+                            "pattern": TEXT_PATTERN,
+                        },
                     },
                     {
                         "name": "q",
                         "in": "query",
                         "description": "Substring of the session id or operation id.",
-                        "schema": {"type": "string", "maxLength": MAX_TEXT_CHARS},
+                        "schema": {
+                            "type": "string",
+                            "maxLength": MAX_TEXT_CHARS,
+                            "pattern": TEXT_PATTERN,
+                        },
                     },
                     {
                         "name": "limit",
@@ -157,7 +177,11 @@ def openapi_document(root_path: str = "") -> dict[str, Any]:
                 "summary": "The session's logged events after a sequence number.",
                 "parameters": [
                     _SESSION_ID,
-                    {"name": "since", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                    {
+                        "name": "since",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 0, "maximum": MAX_SEQ},
+                    },
                     {
                         "name": "limit",
                         "in": "query",
@@ -211,7 +235,11 @@ def openapi_document(root_path: str = "") -> dict[str, Any]:
                         "description": "With session_id: also announce newly created sessions.",
                         "schema": {"type": "boolean"},
                     },
-                    {"name": "since", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                    {
+                        "name": "since",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 0, "maximum": MAX_SEQ},
+                    },
                     {"name": "Last-Event-ID", "in": "header", "schema": {"type": "string"}},
                 ],
                 "responses": {

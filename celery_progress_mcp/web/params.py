@@ -12,8 +12,11 @@ from ..core.states import SessionStatus
 __all__ = [
     "DEFAULT_PAGE_SIZE",
     "MAX_PAGE_SIZE",
+    "MAX_SEQ",
+    "TEXT_PATTERN",
     "ListFilters",
     "checked_id",
+    "has_control_characters",
     "int_param",
     "list_filters",
 ]
@@ -26,6 +29,10 @@ MAX_PAGE_SIZE = 500
 MAX_OFFSET = 10_000_000
 #: Longest accepted free-text search and operation id, in characters.
 MAX_TEXT_CHARS = 200
+#: The largest event sequence number accepted in ``since``.
+MAX_SEQ = 2**62
+#: JSON-Schema pattern of text parameters: no C0 control characters, no DEL.
+TEXT_PATTERN = "^[^\\u0000-\\u001f\\u007f]*$"
 #: Longest accepted session id, in characters.
 MAX_ID_CHARS = 255
 
@@ -91,7 +98,7 @@ def int_param(params: QueryParams, name: str, default: int, *, low: int, high: i
 
 def checked_id(value: str) -> str:
     """A session id from a URL; one no store could hold is not found, without a look-up."""
-    if not value or len(value) > MAX_ID_CHARS or not value.isprintable():
+    if not value or len(value) > MAX_ID_CHARS or has_control_characters(value):
         raise SessionNotFound(value[:MAX_ID_CHARS])
     return value
 
@@ -103,6 +110,13 @@ def _text(params: QueryParams, name: str) -> str | None:
     value = raw.strip()
     if not value:
         return None
-    if len(value) > MAX_TEXT_CHARS or not value.isprintable():
-        raise InvalidProgress(f"{name} must be printable text of at most {MAX_TEXT_CHARS} chars")
+    if len(value) > MAX_TEXT_CHARS or has_control_characters(value):
+        raise InvalidProgress(
+            f"{name} must be text of at most {MAX_TEXT_CHARS} characters, no control characters"
+        )
     return value
+
+
+def has_control_characters(value: str) -> bool:
+    """C0 controls and DEL: no store keeps them faithfully (PostgreSQL refuses NUL)."""
+    return any(ord(char) < 0x20 or char == "\x7f" for char in value)

@@ -183,9 +183,7 @@ class SecurityMiddleware:
 
     async def _login_redirect(self, scope: Scope, send: Send) -> None:
         """``?token=`` once: set the cookie and send the browser to the URL without it."""
-        query = [
-            (k, v) for k, v in parse_qsl(_query_string(scope)) if k != "token"
-        ]
+        query = [(k, v) for k, v in parse_qsl(_query_string(scope)) if k != "token"]
         location = scope.get("root_path", "") + route_path(scope)
         if query:
             location += "?" + urlencode(query)
