@@ -27,6 +27,7 @@ from ..core.errors import (
     InvalidTransition,
     ProgressError,
     SessionNotFound,
+    StoreUnavailable,
     TrackingDisabled,
 )
 from ..core.eta import EtaEstimator
@@ -42,6 +43,7 @@ from ..core.models import (
 )
 from ..core.states import TERMINAL_STATUSES, InProgress, ProgressState, SessionStatus
 from ..store.base import Mutation, SessionQuery, Store
+from .outage import BufferedWrite, OutageBuffer
 from .subscription import Subscription
 from .urls import store_from_url
 from .window import Pending, WindowFlusher
@@ -106,6 +108,13 @@ class ProgressTracker:
         self._subscriptions: tuple[Subscription, ...] = ()
         self._closed = False
         self._unsubscribe_bus = self.bus.subscribe(self._fan_out)
+        #: Writes held back by a store outage, replayed in order on reconnect.
+        self._outage = OutageBuffer(
+            self._replay_buffered,
+            self._lock,
+            probe=self._store_answers,
+            update_function=self.engine.update,
+        )
         self._flusher = WindowFlusher(
             self.clock,
             self._flush_due,
@@ -135,11 +144,17 @@ class ProgressTracker:
             now=self.clock.now(),
         )
         with self._lock:
-            events = self.store.create(
-                change,
-                max_active=self.config.max_concurrent_sessions,
-                history_limit=self._history_limit,
-            )
+            try:
+                if self._outage.engaged:
+                    raise StoreUnavailable("the progress store is down")
+                events = self.store.create(
+                    change,
+                    max_active=self.config.max_concurrent_sessions,
+                    history_limit=self._history_limit,
+                )
+            except StoreUnavailable as exc:
+                self._outage.add_creation(change, exc)
+                return session_id
             self._windows[session_id] = _Window(
                 SessionStatus.INITIALIZING, float("-inf"), change.session.metadata
             )
@@ -342,25 +357,34 @@ class ProgressTracker:
 
     def _commit(
         self, session_id: str, mutation: Mutation, *, check: Mutation | None = None
-    ) -> ProgressSession:
+    ) -> ProgressSession | None:
         """Apply ``mutation``, writing out what is pending for the session first.
 
         With an update pending, the call is first tried (``check``, or
         ``mutation`` where it has no side effects) on the session as
         ``get_session`` shows it, so a call that is refused writes nothing.
+
+        While the store is unavailable the write is buffered (see
+        :mod:`.outage`) and None returned: the caller is not failed.
         """
         with self._lock:
             window = self._windows.get(session_id)
             if window is not None and window.pending is not None:
-                committed = self.store.get(session_id, with_history=False)
+                committed = self._committed(session_id)
                 view = None if committed is None else self._apply_pending(committed, window.pending)
                 if view is not None:
                     (check or mutation)(view)
             self._flush_session(session_id)
             try:
+                if self._outage.holds(session_id):
+                    self._outage.add(session_id, mutation)
+                    return None
                 session, events = self.store.apply(
                     session_id, mutation, history_limit=self._history_limit
                 )
+            except StoreUnavailable as exc:
+                self._outage.add(session_id, mutation, exc)
+                return None
             except (InvalidTransition, SessionNotFound):
                 # What we knew of the session may be stale: forget it, so the
                 # next update goes to the store and sees the truth.
@@ -369,6 +393,15 @@ class ProgressTracker:
             self._note_written(session)
             self._publish(events)
             return session
+
+    def _committed(self, session_id: str) -> ProgressSession | None:
+        """The session as the store has it; None if the store cannot say (an outage)."""
+        if self._outage.engaged:
+            return None
+        try:
+            return self.store.get(session_id, with_history=False)
+        except StoreUnavailable:
+            return None
 
     def _note_written(self, session: ProgressSession) -> None:
         status = session.state.status
@@ -406,10 +439,16 @@ class ProgressTracker:
             now=self._wall_time(pending.at_s),
             eta=eta,
         )
+        if self._outage.holds(session_id):
+            self._outage.add(session_id, mutation)
+            return
         try:
             session, events = self.store.apply(
                 session_id, mutation, history_limit=self._history_limit
             )
+        except StoreUnavailable as exc:
+            self._outage.add(session_id, mutation, exc)
+            return
         except ProgressError as exc:
             # The session changed elsewhere (cancelled, removed): the coalesced
             # update is obsolete. The next call learns it from the store.
@@ -434,10 +473,44 @@ class ProgressTracker:
                     self._flush_session(session_id)
 
     def flush(self) -> None:
-        """Write out every coalesced update now."""
+        """Write out every coalesced update now, and what an outage held back if it can."""
         with self._lock:
             for session_id in [sid for sid, w in self._windows.items() if w.pending]:
                 self._flush_session(session_id)
+        if self._outage.pending_sessions():
+            self._outage.drain()
+
+    # -- riding out a store outage -------------------------------------------------
+
+    def _replay_buffered(self, write: BufferedWrite) -> None:
+        """Write one buffered write (the buffer holds the lock)."""
+        if write.change is not None:
+            events = self.store.create(
+                write.change,
+                max_active=self.config.max_concurrent_sessions,
+                history_limit=self._history_limit,
+            )
+        else:
+            assert write.mutation is not None
+            session, events = self.store.apply(
+                write.session_id, write.mutation, history_limit=self._history_limit
+            )
+            self._note_written(session)
+        self._publish(events)
+
+    def _store_answers(self) -> bool:
+        return bool(self.store.health().get("status") == "ok")
+
+    def health(self) -> dict[str, Any]:
+        """The store's health and the outage buffer's state.
+
+        ``status`` is ``"ok"``, or ``"degraded"`` while writes are being
+        buffered (the store is unreachable, or the backlog is being replayed).
+        """
+        outage = self._outage.report()
+        store = self.store.health() if not outage["engaged"] else {"status": "unavailable"}
+        degraded = outage["engaged"] or outage["buffered"] or store.get("status") != "ok"
+        return {"status": "degraded" if degraded else "ok", "store": store, "outage": outage}
 
     # -- reading -----------------------------------------------------------------
 
@@ -610,6 +683,7 @@ class ProgressTracker:
         self._closed = True
         self._flusher.stop()
         self.flush()
+        self._outage.close()
         self._unsubscribe_bus()
         for subscription in self._subscriptions:
             subscription.close()

@@ -38,7 +38,7 @@ BEGIN_OPTION = "celery_progress_begin"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 #: Connect timeout for server databases, unless the URL sets one: an outage
 #: must be noticed quickly, not after the driver's default minutes.
-DEFAULT_CONNECT_TIMEOUT_S = 5
+DEFAULT_CONNECT_TIMEOUT_S = 3
 
 _DRIVERS = {
     "postgresql": "postgresql+psycopg",

@@ -1,0 +1,326 @@
+"""Riding out a store outage: writes are queued, in order, and replayed on reconnect.
+
+When the store raises :class:`StoreUnavailable`, the tracker hands the write
+to an :class:`OutageBuffer` and returns: progress tracking never fails the
+task. From then on every write of that session joins the session's queue
+behind it (order within a session is what matters), and while the store is
+known to be down every write is queued without trying the store, so a task
+does not wait on a dead connection per update. A background thread retries
+with exponential backoff and replays the queues in order once the store
+answers; ``tracker.flush()`` tries at once.
+
+The buffer is bounded. When it fills up, runs of plain in-progress updates
+of a session are merged into the latest of the run (its sub-operation
+updates and metadata included), as the coalescing window would have done,
+and every transition is kept. Only if transitions alone fill it is the
+incoming write dropped. Merged and dropped writes are counted and logged;
+:meth:`OutageBuffer.report` feeds ``tracker.health()``.
+
+A buffered write that the store refuses on replay (the session was
+cancelled elsewhere meanwhile, or capacity was reached) is logged and
+counted, like a refused coalesced update: the task is long past the call.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from ..core.engine import Change
+from ..core.errors import ProgressError, StoreUnavailable
+from ..core.models import SubOperationState, SubOperationUpdate
+from ..core.states import InProgress
+from ..store.base import Mutation
+
+__all__ = [
+    "DEFAULT_OUTAGE_CAPACITY",
+    "BufferedWrite",
+    "OutageBuffer",
+    "merge_updates",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Writes buffered across all sessions before runs of updates are merged.
+DEFAULT_OUTAGE_CAPACITY = 10_000
+#: First and longest pause between reconnection attempts.
+RETRY_FIRST_S = 0.05
+RETRY_MAX_S = 5.0
+
+_COALESCIBLE_SUB_STATES = frozenset({None, SubOperationState.ACTIVE})
+
+
+@dataclass(slots=True)
+class BufferedWrite:
+    """One write the store could not take: a creation (``change``) or a mutation."""
+
+    session_id: str
+    mutation: Mutation | None = None
+    change: Change | None = None
+    #: A plain in-progress update: later ones of the same run supersede it.
+    coalescible: bool = False
+
+
+#: Writes a buffered entry to the store (and publishes its events); raises
+#: ``StoreUnavailable`` while the store is down.
+Replay = Callable[[BufferedWrite], None]
+
+
+def merge_updates(older: Mutation, newer: Mutation) -> Mutation:
+    """One ``Engine.update`` call doing what ``older`` then ``newer`` would.
+
+    The newer state, time and ETA win; sub-operation updates and metadata
+    merge, newer values over older ones (as the coalescing window merges).
+    """
+    assert isinstance(older, functools.partial)
+    assert isinstance(newer, functools.partial)
+    subs: dict[str, SubOperationUpdate] = {}
+    for update in (
+        *older.keywords.get("sub_operation_updates", ()),
+        *newer.keywords.get("sub_operation_updates", ()),
+    ):
+        earlier = subs.get(update.id)
+        if earlier is not None:
+            update = SubOperationUpdate(
+                id=update.id,
+                state=update.state or earlier.state,
+                percentage=(
+                    update.percentage if update.percentage is not None else earlier.percentage
+                ),
+                metadata={**earlier.metadata, **update.metadata},
+                error=update.error if update.error is not None else earlier.error,
+            )
+        subs[update.id] = update
+    metadata = {**(older.keywords.get("metadata") or {}), **(newer.keywords.get("metadata") or {})}
+    keywords = {
+        **newer.keywords,
+        "sub_operation_updates": tuple(subs.values()),
+        "metadata": metadata or None,
+    }
+    return functools.partial(newer.func, *newer.args, **keywords)
+
+
+class OutageBuffer:
+    """Per-session ordered queues of the writes a store outage held back."""
+
+    def __init__(
+        self,
+        replay: Replay,
+        lock: threading.RLock,
+        *,
+        probe: Callable[[], bool],
+        update_function: Callable[..., Change],
+        capacity: int = DEFAULT_OUTAGE_CAPACITY,
+    ) -> None:
+        self._replay = replay
+        #: Whether the store answers; called without the lock, so a store that
+        #: hangs holds up only the retrying thread, never the task.
+        self._probe = probe
+        #: The tracker's lock: queue changes and replays are ordered with its commits.
+        self._lock = lock
+        self._update_function = update_function
+        self._capacity = capacity
+        self._queues: OrderedDict[str, deque[BufferedWrite]] = OrderedDict()
+        self._size = 0
+        #: Compacting again finds nothing new unless writes were appended since.
+        self._appended_since_compaction = 0
+        #: The store is known to be down: queue every write without trying it.
+        self.engaged = False
+        self._since: datetime | None = None
+        self._last_error = ""
+        self._merged = 0
+        self._dropped = 0
+        self._refused = 0
+        self._replayed = 0
+        self._thread: threading.Thread | None = None
+        self._wakeup = threading.Event()
+        self._closed = False
+
+    # -- queueing --------------------------------------------------------------
+
+    def holds(self, session_id: str) -> bool:
+        """Whether a write for ``session_id`` must be queued rather than tried."""
+        return self.engaged or session_id in self._queues
+
+    def add_creation(self, change: Change, error: StoreUnavailable | None = None) -> None:
+        self._add(BufferedWrite(change.session.id, change=change), error)
+
+    def add(
+        self, session_id: str, mutation: Mutation, error: StoreUnavailable | None = None
+    ) -> None:
+        write = BufferedWrite(session_id, mutation, coalescible=self._is_plain_update(mutation))
+        self._add(write, error)
+
+    def _add(self, write: BufferedWrite, error: StoreUnavailable | None) -> None:
+        with self._lock:
+            if error is not None:
+                self._engage(error)
+            self._start_retrying()
+            if self._size >= self._capacity and self._appended_since_compaction:
+                self._compact()
+            if self._size >= self._capacity:
+                if self._merge_into_last(write):
+                    return
+                self._dropped += 1
+                logger.error(
+                    "progress store outage: buffer full (%d writes), dropped a write of %s",
+                    self._size,
+                    write.session_id,
+                )
+                return
+            self._queues.setdefault(write.session_id, deque()).append(write)
+            self._size += 1
+            self._appended_since_compaction += 1
+
+    def _is_plain_update(self, mutation: Mutation) -> bool:
+        if not isinstance(mutation, functools.partial) or mutation.func != self._update_function:
+            return False
+        if not isinstance(mutation.keywords.get("state"), InProgress):
+            return False
+        return all(
+            update.state in _COALESCIBLE_SUB_STATES
+            for update in mutation.keywords.get("sub_operation_updates", ())
+        )
+
+    def _merge_into_last(self, write: BufferedWrite) -> bool:
+        queue = self._queues.get(write.session_id)
+        if not queue or not _absorb(queue[-1], write):
+            return False
+        self._merged += 1
+        return True
+
+    def _compact(self) -> None:
+        """Merge every run of consecutive plain updates into its latest."""
+        before = self._size
+        for session_id, queue in self._queues.items():
+            compacted: deque[BufferedWrite] = deque()
+            for write in queue:
+                if not compacted or not _absorb(compacted[-1], write):
+                    compacted.append(write)
+            self._queues[session_id] = compacted
+        self._size = sum(len(queue) for queue in self._queues.values())
+        self._appended_since_compaction = 0
+        self._merged += before - self._size
+        logger.warning(
+            "progress store outage: buffer full, merged %d in-progress updates (%d writes kept)",
+            before - self._size,
+            self._size,
+        )
+
+    def _engage(self, error: StoreUnavailable) -> None:
+        self._last_error = str(error)
+        if not self.engaged:
+            self.engaged = True
+            self._since = datetime.now(UTC)
+            logger.warning("progress store unavailable, buffering writes: %s", error)
+
+    # -- replaying ---------------------------------------------------------------
+
+    def drain(self) -> bool:
+        """Replay every queued write in order; False if the store is still down."""
+        if self.engaged and not self._probe():
+            return False
+        while True:
+            with self._lock:
+                if not self._queues:
+                    if self.engaged:
+                        logger.warning(
+                            "progress store reachable again; %d buffered writes replayed",
+                            self._replayed,
+                        )
+                    self.engaged = False
+                    self._since = None
+                    return True
+                session_id, queue = next(iter(self._queues.items()))
+                write = queue[0]
+                try:
+                    self._replay(write)
+                except StoreUnavailable as exc:
+                    self._engage(exc)
+                    return False
+                except ProgressError as exc:
+                    self._refused += 1
+                    logger.warning(
+                        "buffered progress write of %s refused on replay: %s", session_id, exc
+                    )
+                else:
+                    self._replayed += 1
+                queue.popleft()
+                self._size -= 1
+                if not queue:
+                    del self._queues[session_id]
+
+    def _start_retrying(self) -> None:
+        if self._closed or (self._thread is not None and self._thread.is_alive()):
+            return
+        self._wakeup.clear()
+        self._thread = threading.Thread(
+            target=self._retry_loop, name="celery-progress-outage", daemon=True
+        )
+        self._thread.start()
+
+    def _retry_loop(self) -> None:
+        pause_s = RETRY_FIRST_S
+        while not self._closed:
+            self._wakeup.wait(pause_s)
+            if self._closed:
+                return
+            try:
+                if self.drain():
+                    return
+            except Exception:
+                logger.exception("replaying buffered progress writes failed")
+            pause_s = min(pause_s * 2, RETRY_MAX_S)
+
+    def close(self, *, deadline_s: float = 5.0) -> None:
+        """Try to replay what is left (until ``deadline_s``); log what is lost."""
+        end_s = time.monotonic() + deadline_s
+        while self._queues and time.monotonic() < end_s:
+            if self.drain():
+                break
+            time.sleep(min(RETRY_FIRST_S * 4, max(0.0, end_s - time.monotonic())))
+        self._closed = True
+        self._wakeup.set()
+        if self._queues:
+            self._dropped += self._size
+            logger.error(
+                "progress store still unavailable at close: %d buffered writes of %d sessions lost",
+                self._size,
+                len(self._queues),
+            )
+
+    # -- reporting ----------------------------------------------------------------
+
+    def report(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "engaged": self.engaged,
+                "since": self._since.isoformat() if self._since else None,
+                "buffered": self._size,
+                "sessions": len(self._queues),
+                "replayed": self._replayed,
+                "merged": self._merged,
+                "dropped": self._dropped,
+                "refused_on_replay": self._refused,
+                "last_error": self._last_error or None,
+            }
+
+    def pending_sessions(self) -> Iterable[str]:
+        return tuple(self._queues)
+
+
+def _absorb(last: BufferedWrite, write: BufferedWrite) -> bool:
+    """Merge plain update ``write`` into plain update ``last``, if both are."""
+    if not (last.coalescible and write.coalescible):
+        return False
+    if last.mutation is None or write.mutation is None:
+        return False
+    last.mutation = merge_updates(last.mutation, write.mutation)
+    return True
