@@ -73,6 +73,9 @@ class ProgressConfig(BaseModel):
     enable_detailed_events: bool = True
     #: Period of the background cleaner.
     cleanup_interval_seconds: Annotated[float, Field(gt=0)] = 300
+    #: Celery: a started task whose worker has not sent a heartbeat for this
+    #: long is failed ("WORKER_LOST"); workers heartbeat several times per period.
+    heartbeat_timeout_seconds: Annotated[float, Field(gt=0)] = 60
     granularity_level: ProgressGranularity = ProgressGranularity.DETAILED
     #: History bound; thinning keeps the first, the latest, and an evenly
     #: spread subset in between.
