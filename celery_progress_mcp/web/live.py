@@ -356,8 +356,12 @@ class LiveHub:
             self._source = None
 
     async def _run(self, source: EventSource) -> None:
+        loop = asyncio.get_running_loop()
+        due = loop.time()
         while True:
-            await asyncio.sleep(self.interval_s)
+            # A fixed rate, not a fixed pause: a slow tick does not stretch the next.
+            due = max(due + self.interval_s, loop.time())
+            await asyncio.sleep(due - loop.time())
             try:
                 events, lost = await source.take()
                 self.dispatch(events, lost)
