@@ -1,0 +1,125 @@
+"""Serving the MCP server over streamable HTTP, and embedding it in an ASGI app.
+
+Bound to 127.0.0.1 by default. Bound anywhere else a bearer token is
+required, and every request must carry ``Authorization: Bearer <token>``,
+compared in constant time (``hmac.compare_digest``).
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+from typing import Any
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ..core.errors import ConfigError
+from .server import ProgressMcpServer
+
+__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "BearerToken", "asgi_app", "is_loopback", "serve_http"]
+
+#: Where the HTTP transport listens unless told otherwise.
+DEFAULT_HOST = "127.0.0.1"
+#: The HTTP transport's default TCP port.
+DEFAULT_PORT = 5577
+#: Path of the MCP endpoint.
+MCP_PATH = "/mcp"
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class BearerToken:
+    """ASGI middleware: HTTP requests need ``Authorization: Bearer <token>``."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        if not token:
+            raise ConfigError("the bearer token must not be empty")
+        self.app = app
+        self._expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = b""
+        for name, value in scope.get("headers", ()):
+            if name == b"authorization":
+                given = value
+                break
+        if hmac.compare_digest(given, self._expected):
+            await self.app(scope, receive, send)
+            return
+        body = b'{"error": "unauthorized"}'
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 401,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"www-authenticate", b'Bearer realm="celery-progress-mcp"'),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+def asgi_app(
+    server: ProgressMcpServer,
+    *,
+    token: str | None = None,
+    host: str = DEFAULT_HOST,
+    path: str = MCP_PATH,
+    **options: Any,
+) -> ASGIApp:
+    """The streamable HTTP app (Starlette) for ``server``, behind a bearer token if given.
+
+    Mount it in an existing ASGI app (its lifespan must run: Starlette runs
+    a mounted app's lifespan only when the parent's lifespan enters it).
+    ``host`` is the address served, for the SDK's DNS-rebinding protection.
+    """
+    if not is_loopback(host) and not token:
+        raise ConfigError(
+            f"refusing to serve MCP on {host} without a bearer token: "
+            "pass a token or bind 127.0.0.1"
+        )
+    app: ASGIApp = server.server.streamable_http_app(
+        streamable_http_path=path, host=host, **options
+    )
+    if token:
+        app = _KeepLifespan(BearerToken(app, token), app)
+    return app
+
+
+class _KeepLifespan:
+    """Sends lifespan events straight to the app, everything else through ``front``."""
+
+    def __init__(self, front: ASGIApp, app: ASGIApp) -> None:
+        self.front = front
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        target = self.app if scope["type"] == "lifespan" else self.front
+        await target(scope, receive, send)
+
+
+def serve_http(
+    server: ProgressMcpServer,
+    *,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    token: str | None = None,
+    log_level: str = "warning",
+) -> None:
+    """Serve until interrupted (uvicorn)."""
+    import uvicorn
+
+    app = asgi_app(server, token=token, host=host)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, proxy_headers=False)

@@ -1,0 +1,114 @@
+"""``celery-progress-mcp -A MODULE:APP mcp``: serve allowlisted tasks over MCP.
+
+Also runs on its own as ``python -m celery_progress_mcp.mcp -A MODULE:APP``
+(the form an agent host's configuration can always use). ``--tool`` names
+each Celery task to expose; nothing else is. The tracker comes from the
+package's CLI group when it resolved ``-A``, else from
+:func:`celery_progress_mcp.celery.install`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from ..core.errors import ProgressError
+from .asgi import DEFAULT_HOST, DEFAULT_PORT, is_loopback
+
+__all__ = ["TOKEN_ENV", "mcp_command"]
+
+#: Environment variable read for ``--token`` (keeps the token out of ``ps``).
+TOKEN_ENV = "CELERY_PROGRESS_MCP_TOKEN"
+
+
+def _app_and_tracker(ctx: click.Context, app_name: str | None) -> tuple[Any, Any]:
+    obj = ctx.obj
+    app = getattr(obj, "app", None) if obj is not None else None
+    tracker = getattr(obj, "tracker", None) if obj is not None else None
+    if callable(tracker):
+        tracker = tracker()
+    if app_name:
+        from celery.app.utils import find_app
+
+        app = find_app(app_name)
+        tracker = None
+    if app is None:
+        raise click.UsageError("name the Celery app with -A MODULE:APP")
+    if tracker is None:
+        from .. import celery as integration
+
+        install = getattr(integration, "install", None)
+        if install is None:
+            raise click.UsageError("the Celery integration (celery_progress_mcp.celery) is missing")
+        tracker = install(app)
+    return app, tracker
+
+
+@click.command("mcp")
+@click.option("-A", "--app", "app_name", help="The Celery app, MODULE:APP.")
+@click.option("--tool", "tools", multiple=True, required=True, help="A task to expose (repeat).")
+@click.option(
+    "--transport", type=click.Choice(["stdio", "http"]), default="stdio", show_default=True
+)
+@click.option("--host", default=DEFAULT_HOST, show_default=True, help="HTTP: address to bind.")
+@click.option("--port", default=DEFAULT_PORT, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--token", envvar=TOKEN_ENV, help=f"HTTP: required bearer token [env: {TOKEN_ENV}].")
+@click.option(
+    "--pickup-timeout",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds a task may wait for a worker before the call fails.",
+)
+@click.option(
+    "--terminate/--cooperative",
+    default=False,
+    show_default=True,
+    help="Cancel by terminating the worker process (SIGTERM) or cooperatively.",
+)
+@click.option("--no-lookaround", is_flag=True, help="Do not expose the look-around tools.")
+@click.pass_context
+def mcp_command(
+    ctx: click.Context,
+    app_name: str | None,
+    tools: tuple[str, ...],
+    transport: str,
+    host: str,
+    port: int,
+    token: str | None,
+    pickup_timeout: float,
+    terminate: bool,
+    no_lookaround: bool,
+) -> None:
+    """Serve the named Celery tasks as MCP tools, with progress and cancellation."""
+    import anyio
+
+    from .asgi import serve_http
+    from .runner import RunOptions
+    from .server import ServerOptions, build_server
+
+    if token is not None and not token:
+        raise click.BadParameter("the token must not be empty", param_hint="--token")
+    if transport == "http" and not is_loopback(host) and not token:
+        raise click.UsageError(
+            f"refusing to serve on {host} without a bearer token: pass --token "
+            f"(or set {TOKEN_ENV}), or bind 127.0.0.1"
+        )
+    app, tracker = _app_and_tracker(ctx, app_name)
+    options = ServerOptions(
+        run=RunOptions(pickup_timeout_s=pickup_timeout, terminate_on_cancel=terminate),
+        lookaround_tools=not no_lookaround,
+    )
+    try:
+        server = build_server(app, list(tools), tracker=tracker, options=options)
+    except ProgressError as exc:
+        raise click.ClickException(str(exc)) from exc
+    try:
+        if transport == "stdio":
+            anyio.run(server.run_stdio)
+        else:
+            click.echo(f"MCP on http://{host}:{port}/mcp", err=True)
+            serve_http(server, host=host, port=port, token=token)
+    finally:
+        tracker.close()
