@@ -147,7 +147,7 @@ def test_a_full_buffer_merges_plain_updates_and_keeps_every_transition(
         store=store,
         clock=FakeClock(),
     )
-    tracker._outage._capacity = 10  # type: ignore[attr-defined]
+    tracker._outage._capacity = 10
     session_id = tracker.create_session("op")
     tracker.add_sub_operations(session_id, [SubOperation(id="a", name="A")])
     store.down = True
@@ -185,7 +185,7 @@ def test_transitions_beyond_the_bound_are_dropped_and_counted(
     store: SwitchableStore, caplog: pytest.LogCaptureFixture
 ) -> None:
     tracker = ProgressTracker(ProgressConfig(update_interval_ms=0), store=store, clock=FakeClock())
-    tracker._outage._capacity = 3  # type: ignore[attr-defined]
+    tracker._outage._capacity = 3
     store.down = True
     with caplog.at_level(logging.ERROR):
         for index in range(5):
@@ -221,7 +221,7 @@ def test_closing_during_an_outage_logs_what_is_lost(
     store.down = True
     tracker.update_progress(session_id, InProgress(percentage=5))
     with caplog.at_level(logging.ERROR):
-        tracker._outage.close(deadline_s=0.0)  # type: ignore[attr-defined]
+        tracker._outage.close(deadline_s=0.0)
     assert "1 buffered writes of 1 sessions lost" in caplog.text
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -54,7 +55,7 @@ def create(
     store.create(change, max_active=max_active, history_limit=HISTORY)
 
 
-def update(percentage: float, at: datetime = NOW, **extra: object) -> Mutation:
+def update(percentage: float, at: datetime = NOW, **extra: Any) -> Mutation:
     return functools.partial(
         ENGINE.update, state=InProgress(percentage=percentage), now=at, **extra
     )
@@ -98,9 +99,10 @@ def test_what_apply_returns_is_what_get_reads(make_store: MakeStore) -> None:
         history_limit=HISTORY,
     )
     read = store.get("s1", with_history=False)
+    assert read is not None
     assert read == returned
-    assert [sub.id for sub in read.sub_operations] == ["a", "b"]  # type: ignore[union-attr]
-    assert read.sub_operations[0].started_at == later  # type: ignore[union-attr]
+    assert [sub.id for sub in read.sub_operations] == ["a", "b"]
+    assert read.sub_operations[0].started_at == later
     assert store.events_since(events[0].seq - 1, limit=len(events)) == events
 
 

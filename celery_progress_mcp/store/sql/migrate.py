@@ -25,6 +25,7 @@ __all__ = [
     "alembic_config",
     "current_revision",
     "ensure_schema",
+    "revision_of",
     "upgrade",
 ]
 
@@ -56,6 +57,18 @@ def current_revision(connection: Connection) -> str | None:
         return None
     row = connection.execute(select(text("version_num")).select_from(text(VERSION_TABLE))).first()
     return None if row is None else str(row[0])
+
+
+def revision_of(url: str | URL | Engine) -> str | None:
+    """The revision the database is at; None if the store was never created there."""
+    owned = not isinstance(url, Engine)
+    engine = engine_from_url(url) if not isinstance(url, Engine) else url
+    try:
+        with engine.connect() as connection:
+            return current_revision(connection)
+    finally:
+        if owned:
+            engine.dispose()
 
 
 def ensure_schema(engine: Engine) -> None:

@@ -76,17 +76,12 @@ def IdString() -> Any:
 
     MySQL's default collation is case-insensitive (``"A" == "a"``) and
     PostgreSQL's follows the locale; either would break uniqueness or the
-    order ``list_sessions`` promises. (On MySQL/MariaDB the migration picks a
-    binary collation without PAD SPACE, so ``"a"`` and ``"a "`` differ too.)
+    order ``list_sessions`` promises. On MySQL/MariaDB the collation depends
+    on the server (a binary one without PAD SPACE, so ``"a"`` and ``"a "``
+    differ too), so the migration chooses it and this type leaves it out.
     """
-    return (
-        String(MAX_ID_LENGTH)
-        .with_variant(postgresql.VARCHAR(MAX_ID_LENGTH, collation="C"), "postgresql")
-        .with_variant(
-            mysql.VARCHAR(MAX_ID_LENGTH, charset="utf8mb4", collation="utf8mb4_bin"),
-            "mysql",
-            "mariadb",
-        )
+    return String(MAX_ID_LENGTH).with_variant(
+        postgresql.VARCHAR(MAX_ID_LENGTH, collation="C"), "postgresql"
     )
 
 
