@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from xml.sax.saxutils import escape, quoteattr
 
-from ..core.models import ProgressSession, ProgressSnapshot
+from ..core.models import ProgressSession, ProgressSnapshot, rollup_percentage
 from ..core.states import percentage_of
 
 __all__ = ["history_svg"]
@@ -64,22 +64,23 @@ def history_svg(session: ProgressSession) -> str:
     def x_of(moment: datetime) -> float:
         return _LEFT + plot_w * ((moment - start).total_seconds() / span_s)
 
-    def y_of(snapshot: ProgressSnapshot) -> float:
-        pct = percentage_of(snapshot.state)
-        return _TOP + plot_h * (1 - (pct if pct is not None else 0.0) / 100)
+    levels = _percentages(history)
 
-    points = " ".join(f"{x_of(s.timestamp):.1f},{y_of(s):.1f}" for s in history)
+    def y_of(index: int) -> float:
+        return _TOP + plot_h * (1 - levels[index] / 100)
+
+    points = " ".join(f"{x_of(s.timestamp):.1f},{y_of(i):.1f}" for i, s in enumerate(history))
     parts.append(
         f'<polyline points="{points}" fill="none" stroke="#2f6fde" stroke-width="2" '
         'stroke-linejoin="round"/>'
     )
     previous = None
-    for snapshot in history:
+    for index, snapshot in enumerate(history):
         status = snapshot.state.status
         if status != previous:
             label = f"{status} at {snapshot.timestamp.isoformat(timespec='seconds')}"
             parts.append(
-                f'<circle cx="{x_of(snapshot.timestamp):.1f}" cy="{y_of(snapshot):.1f}" r="4" '
+                f'<circle cx="{x_of(snapshot.timestamp):.1f}" cy="{y_of(index):.1f}" r="4" '
                 f'fill="{STATE_COLOURS.get(status, "#333")}">'
                 f"<title>{escape(label)}</title></circle>"
             )
@@ -92,6 +93,26 @@ def history_svg(session: ProgressSession) -> str:
     )
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _percentages(history: tuple[ProgressSnapshot, ...]) -> list[float]:
+    """Each snapshot's percentage.
+
+    An in-progress state that carried none (its sub-operations carry the
+    progress) rolls up the sub-operations the snapshot recorded (Verbose
+    granularity); without those the previous point's level is kept, so the
+    line stays flat rather than dropping to zero.
+    """
+    levels: list[float] = []
+    for snapshot in history:
+        level = percentage_of(snapshot.state)
+        if level is None:
+            if snapshot.sub_operations is not None:
+                level = rollup_percentage(snapshot.sub_operations)
+            else:
+                level = levels[-1] if levels else 0.0
+        levels.append(level)
+    return levels
 
 
 def _clock(moment: datetime) -> str:
