@@ -45,6 +45,7 @@ from .cache import CachedSession, SessionCache
 from .checkpoint import WalCheckpointer
 from .connect import engine_from_url, prepare_engine
 from .dbapi import Executor
+from .failures import Failure, classify
 from .migrate import ensure_schema
 from .schema import sessions
 from .transactions import Transactor
@@ -65,8 +66,11 @@ class SqlStore(Store):
     ``url_or_engine``: an SQLAlchemy URL (``sqlite:///progress.db``,
     ``postgresql://user@host/db``, ``mysql://user@host/db``; bare dialects get
     psycopg 3 and PyMySQL) or an Engine. The schema is created or upgraded
-    on first use. Errors that mean the database cannot be reached become
-    :class:`StoreUnavailable`; lost races are retried inside.
+    on first use (if the database is down then, on the first call after it
+    is back). Errors that mean the database cannot be reached become
+    :class:`StoreUnavailable`; lost races are retried inside. An Engine of
+    your own for MySQL/MariaDB should use ``isolation_level="READ COMMITTED"``,
+    as the engines the store makes do.
 
     ``durable_progress``: on PostgreSQL, a write that only moves progress
     (no status or sub-operation state changes) commits without waiting for
@@ -91,8 +95,6 @@ class SqlStore(Store):
             engine = url_or_engine
             self._owns_engine = False
             prepare_engine(engine)
-            if engine.dialect.name in ("mysql", "mariadb"):
-                engine = engine.execution_options(isolation_level="READ COMMITTED")
         else:
             engine = engine_from_url(url_or_engine)
             self._owns_engine = True
@@ -110,7 +112,10 @@ class SqlStore(Store):
         self._schema_ready = False
         self._create_schema = create_schema
         if create_schema:
-            self._ensure_schema()
+            try:
+                self._ensure_schema()
+            except StoreUnavailable:
+                pass  # the database is down at start-up: every call tries again first
 
     def _ensure_schema(self) -> None:
         if self._schema_ready:
@@ -118,8 +123,9 @@ class SqlStore(Store):
         try:
             ensure_schema(self.engine)
         except sa_exc.SQLAlchemyError as exc:
-            # The database may be down at start-up: try again on next use.
-            logger.warning("progress store schema check failed: %s", exc)
+            if classify(exc) is Failure.OTHER:
+                raise
+            logger.warning("progress store unavailable, schema not checked yet: %s", exc)
             raise StoreUnavailable(f"the progress store cannot be reached: {exc}") from exc
         self._schema_ready = True
 

@@ -1,0 +1,290 @@
+"""What only the SQL store has to get right: several stores (processes) on one
+database, commit-ordered sequence numbers, bad input, outages, URLs."""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy import exc as sa_exc
+
+from celery_progress_mcp import (
+    ConfigError,
+    InvalidProgress,
+    ProgressConfig,
+    SessionQuery,
+    SubOperation,
+    SubOperationUpdate,
+)
+from celery_progress_mcp.core.engine import Engine
+from celery_progress_mcp.core.errors import StoreUnavailable
+from celery_progress_mcp.store.base import Mutation
+from celery_progress_mcp.store.sql import SqlStore, normalize_url
+from celery_progress_mcp.store.sql.failures import Failure, classify
+from celery_progress_mcp.tracking.urls import store_from_url
+
+from .test_store_port import HISTORY, NOW, create, update
+
+ENGINE = Engine(ProgressConfig(granularity_level="Verbose"))
+
+
+@pytest.fixture
+def two_stores(sql_store_url: str) -> Iterator[tuple[SqlStore, SqlStore]]:
+    """Two stores on one database, as two processes would have."""
+    first, second = SqlStore(sql_store_url), SqlStore(sql_store_url)
+    yield first, second
+    first.close()
+    second.close()
+
+
+def add_subs(store: SqlStore, session_id: str, *ids: str) -> None:
+    subs = tuple(SubOperation(id=sub_id, name=sub_id) for sub_id in ids)
+    store.apply(
+        session_id,
+        functools.partial(ENGINE.add_sub_operations, sub_operations=subs, now=NOW),
+        history_limit=HISTORY,
+    )
+
+
+def sub_update(sub_id: str, percentage: float) -> Mutation:
+    return functools.partial(
+        ENGINE.change_sub_operation,
+        update=SubOperationUpdate(id=sub_id, percentage=percentage),
+        now=NOW,
+    )
+
+
+def test_a_store_reads_what_another_wrote(two_stores: tuple[SqlStore, SqlStore]) -> None:
+    first, second = two_stores
+    create(first, "s")
+    first.apply("s", update(10), history_limit=HISTORY)  # first now holds s in its cache
+    second.apply("s", update(20, metadata={"by": "second"}), history_limit=HISTORY)
+    session, _ = first.apply("s", update(30), history_limit=HISTORY)
+    # first's cached copy was stale: it must have read what second wrote.
+    assert session.metadata == {"k": "v", "by": "second"}
+    history = second.get("s").history  # type: ignore[union-attr]
+    assert [snap.state.percentage for snap in history[1:]] == [10, 20, 30]  # type: ignore[union-attr]
+
+
+def test_writers_of_different_sub_operations_lose_no_update(
+    two_stores: tuple[SqlStore, SqlStore],
+) -> None:
+    first, second = two_stores
+    create(first, "chord")
+    ids = [f"member-{index}" for index in range(4)]
+    add_subs(first, "chord", *ids)
+    errors: list[BaseException] = []
+
+    def write(store: SqlStore, sub_id: str) -> None:
+        try:
+            for step in range(1, 26):
+                store.apply("chord", sub_update(sub_id, step * 4.0), history_limit=HISTORY)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=write, args=(first if index % 2 else second, sub_id))
+        for index, sub_id in enumerate(ids)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    session = first.get("chord")
+    assert session is not None
+    assert {sub.id: sub.percentage for sub in session.sub_operations} == dict.fromkeys(ids, 100.0)
+    updates = [
+        e for e in first.events_since(0, limit=10_000) if e.event_type == "SubOperationUpdated"
+    ]
+    assert len(updates) == 100
+
+
+def test_a_reader_never_sees_a_sequence_number_before_the_one_below_it(
+    two_stores: tuple[SqlStore, SqlStore],
+) -> None:
+    first, second = two_stores
+    for index in range(4):
+        create(first, f"s{index}")
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def write(store: SqlStore, session_id: str) -> None:
+        try:
+            for percentage in range(1, 41):
+                store.apply(session_id, update(percentage), history_limit=HISTORY)
+        except BaseException as exc:
+            errors.append(exc)
+
+    seen: list[int] = []
+    start = first.last_seq()
+
+    def read() -> None:
+        cursor = start
+        while not stop.is_set() or cursor < first.last_seq():
+            for event in first.events_since(cursor):
+                seen.append(event.seq)
+                cursor = event.seq
+
+    writers = [
+        threading.Thread(target=write, args=(store, f"s{index}"))
+        for index, store in enumerate((first, second, first, second))
+    ]
+    reader = threading.Thread(target=read)
+    reader.start()
+    for thread in writers:
+        thread.start()
+    for thread in writers:
+        thread.join()
+    stop.set()
+    reader.join()
+    assert errors == []
+    # Read while four writers committed: every number, once, in order, no gap skipped.
+    # Per session: StateChanged and ProgressUpdated for the first update, then one each.
+    assert seen == list(range(start + 1, start + 1 + 4 * 41))
+
+
+def test_input_the_columns_cannot_hold_is_refused_and_nothing_written(
+    sql_store_url: str,
+) -> None:
+    store = SqlStore(sql_store_url)
+    try:
+        with pytest.raises(InvalidProgress, match="at most 255"):
+            create(store, "x" * 256)
+        with pytest.raises(InvalidProgress, match="NUL"):
+            create(store, "nul\x00id")
+        create(store, "ok")
+        with pytest.raises(InvalidProgress, match="NUL"):
+            add_subs(store, "ok", "bad\x00sub")
+        assert store.count_sessions(SessionQuery()) == 1
+        assert store.get("ok").sub_operations == ()  # type: ignore[union-attr]
+        assert store.stats().total_created == 1
+    finally:
+        store.close()
+
+
+def test_metadata_may_hold_anything_json_can(sql_store_url: str) -> None:
+    store = SqlStore(sql_store_url)
+    odd = {"nul": "a\x00b", "emoji": "\U0001f680", "big": "x" * 70_000, "float": 0.1 + 0.2}
+    try:
+        change = Engine(ProgressConfig(max_metadata_bytes=200_000)).create(
+            session_id="odd", operation_id="op", now=NOW, metadata=odd
+        )
+        store.create(change, max_active=10, history_limit=HISTORY)
+        assert store.get("odd").metadata == odd  # type: ignore[union-attr]
+    finally:
+        store.close()
+
+
+def test_an_unreachable_server_is_unavailable_not_an_error() -> None:
+    store = SqlStore("postgresql://nobody@127.0.0.1:1/none")  # nothing listens on port 1
+    try:
+        with pytest.raises(StoreUnavailable):
+            create(store, "s")
+        with pytest.raises(StoreUnavailable):
+            store.apply("s", update(1), history_limit=HISTORY)
+        with pytest.raises(StoreUnavailable):
+            store.get("s")
+        assert store.health()["status"] == "unavailable"
+    finally:
+        store.close()
+
+
+def test_an_unopenable_sqlite_file_is_unavailable(tmp_path: Path) -> None:
+    store = SqlStore(f"sqlite:///{tmp_path / 'missing-directory' / 'progress.db'}")
+    try:
+        with pytest.raises(StoreUnavailable):
+            create(store, "s")
+        report = store.health()
+        assert report["status"] == "unavailable"
+        assert "unable to open" in report["error"]
+    finally:
+        store.close()
+
+
+def test_bugs_are_not_mistaken_for_outages(sql_store_url: str) -> None:
+    engine = create_engine(sql_store_url)
+    try:
+        with engine.connect() as connection, pytest.raises(sa_exc.DBAPIError) as raised:
+            connection.execute(text("SELECT no_such_column FROM progress_sessions"))
+        assert classify(raised.value) is Failure.OTHER
+    finally:
+        engine.dispose()
+    refused = create_engine("postgresql+psycopg://nobody@127.0.0.1:1/none")
+    with pytest.raises(sa_exc.OperationalError) as down:
+        refused.connect()
+    assert classify(down.value) is Failure.UNAVAILABLE
+
+
+def test_many_threads_on_two_sqlite_stores_never_see_database_is_locked(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'busy.db'}"
+    stores = [SqlStore(url), SqlStore(url)]
+    errors: list[BaseException] = []
+
+    def write(index: int) -> None:
+        store = stores[index % 2]
+        try:
+            create(store, f"s{index}")
+            for percentage in range(1, 31):
+                store.apply(f"s{index}", update(percentage), history_limit=HISTORY)
+                store.get(f"s{index}")
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(index,)) for index in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for store in stores:
+        store.close()
+    assert errors == []
+
+
+@pytest.mark.parametrize(
+    ("url", "driver"),
+    [
+        ("postgresql://u@h/db", "postgresql+psycopg"),
+        ("postgres://u@h/db", "postgresql+psycopg"),
+        ("postgresql+psycopg://u@h/db", "postgresql+psycopg"),
+        ("mysql://u@h/db", "mysql+pymysql"),
+        ("mariadb://u@h/db", "mariadb+pymysql"),
+        ("sqlite:///progress.db", "sqlite+pysqlite"),
+    ],
+)
+def test_bare_dialects_get_the_supported_drivers(url: str, driver: str) -> None:
+    assert normalize_url(url).drivername == driver
+
+
+@pytest.mark.parametrize("url", ["oracle://u@h/db", "not a url", "redis://localhost"])
+def test_unsupported_urls_are_a_config_error(url: str) -> None:
+    with pytest.raises(ConfigError):
+        normalize_url(url)
+
+
+def test_store_url_chooses_the_store(tmp_path: Path) -> None:
+    store = store_from_url(f"sqlite:///{tmp_path / 'chosen.db'}")
+    try:
+        assert isinstance(store, SqlStore)
+        create(store, "s")
+        assert store.get("s") is not None
+    finally:
+        store.close()
+
+
+def test_times_come_back_aware_and_in_utc(sql_store_url: str) -> None:
+    store = SqlStore(sql_store_url)
+    try:
+        create(store, "s")
+        session = store.get("s")
+        assert session is not None
+        assert session.created_at == NOW
+        assert session.created_at.tzinfo is not None
+        assert session.created_at.utcoffset() == UTC.utcoffset(datetime.now(UTC))
+    finally:
+        store.close()
