@@ -17,6 +17,7 @@ what differs is how they are kept across processes:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 from collections.abc import Callable, Mapping, Sequence
@@ -112,10 +113,9 @@ class SqlStore(Store):
         self._schema_ready = False
         self._create_schema = create_schema
         if create_schema:
-            try:
+            # A database down at start-up is not an error: each call tries again first.
+            with contextlib.suppress(StoreUnavailable):
                 self._ensure_schema()
-            except StoreUnavailable:
-                pass  # the database is down at start-up: every call tries again first
 
     def _ensure_schema(self) -> None:
         if self._schema_ready:
