@@ -8,6 +8,7 @@ cheaper. Store errors are counted for ``/metrics`` and re-raised.
 from __future__ import annotations
 
 import functools
+from collections import deque
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import ParamSpec, TypeVar
@@ -25,6 +26,8 @@ __all__ = ["ActionHook", "SessionPage", "TrackerAccess"]
 P = ParamSpec("P")
 R = TypeVar("R")
 
+#: Events read per store call when looking for a session's newest.
+EVENT_PAGE_ROWS = 1000
 #: Rows scanned at most to count active sessions per operation for ``/metrics``.
 MAX_ACTIVE_SCAN_ROWS = 10_000
 
@@ -116,6 +119,24 @@ class TrackerAccess:
         return await self.call(
             self.tracker.store.events_since, since, session_id=session_id, limit=limit
         )
+
+    async def recent_events(self, session_id: str, count: int) -> tuple[list[ProgressEvent], int]:
+        """The session's newest ``count`` events, oldest first, and how many it has in all."""
+        return await self.call(self._recent_events, session_id, count)
+
+    def _recent_events(self, session_id: str, count: int) -> tuple[list[ProgressEvent], int]:
+        kept: deque[ProgressEvent] = deque(maxlen=count)
+        total = 0
+        cursor = 0
+        while True:
+            page = self.tracker.store.events_since(
+                cursor, session_id=session_id, limit=EVENT_PAGE_ROWS
+            )
+            kept.extend(page)
+            total += len(page)
+            if len(page) < EVENT_PAGE_ROWS:
+                return list(kept), total
+            cursor = page[-1].seq
 
     async def last_seq(self) -> int:
         return await self.call(self.tracker.store.last_seq)

@@ -99,16 +99,15 @@ async def session_page(request: Request) -> Response:
         session = await board.access.session(session_id)
     except SessionNotFound:
         return _render(request, "error.html", 404, message="No such session.")
-    events = await board.access.events(session_id, since=0, limit=100_000)
-    shown = events[-EVENT_LOG_ROWS:]
+    shown, total = await board.access.recent_events(session_id, EVENT_LOG_ROWS)
     return _render(
         request,
         "session.html",
         seq=seq,
         session=detail(session),
         events=list(reversed(shown)),
-        events_hidden=len(events) - len(shown),
-        last_event_seq=events[-1].seq if events else 0,
+        events_hidden=total - len(shown),
+        last_event_seq=shown[-1].seq if shown else 0,
         metadata=session.metadata,
         chart=history_svg(session),
     )

@@ -70,9 +70,7 @@ def test_command_serves_a_store(tmp_path: Path) -> None:
     """The real command in its own process: it serves, and the token guards the API."""
     port = free_port()
     store_url = f"sqlite:///{tmp_path / 'progress.db'}"
-    code = (
-        "from celery_progress_mcp.web.command import dashboard_command; dashboard_command()"
-    )
+    code = "from celery_progress_mcp.web.command import dashboard_command; dashboard_command()"
     process = subprocess.Popen(
         [
             sys.executable,

@@ -103,3 +103,41 @@ def test_empty_store(client: TestClient, tracker: ProgressTracker) -> None:
     html = client.get("/").text
     assert "0 of 0" in html
     assert "No sessions match." in html
+
+
+@pytest.mark.parametrize("auth_mode", ["open"])
+def test_event_log_shows_the_newest_events(client: TestClient, tracker: ProgressTracker) -> None:
+    from celery_progress_mcp import InProgress
+    from celery_progress_mcp.web.pages import EVENT_LOG_ROWS
+
+    session_id = tracker.create_session("chatty")
+    for step in range(1, 1200):
+        tracker.update_progress(
+            session_id, InProgress(percentage=step / 12, current_step=f"s{step}")
+        )
+    html = client.get(f"/sessions/{session_id}").text
+    log = html[html.index('id="events"') :]
+    assert len(re.findall(r"<tr><td>\d+</td>", log)) == EVENT_LOG_ROWS
+    assert "s1199" in log
+    assert "\N{MIDDLE DOT} s1000<" in log  # the oldest shown: 1,201 events, the newest 200
+    assert "\N{MIDDLE DOT} s999<" not in log
+    assert f"{1201 - EVENT_LOG_ROWS} older events not shown." in html
+
+
+@pytest.mark.parametrize("auth_mode", ["open"])
+def test_chart_follows_sub_operations_without_a_percentage(
+    client: TestClient, tracker: ProgressTracker
+) -> None:
+    from celery_progress_mcp import InProgress, SubOperation
+
+    session_id = tracker.create_session("staged")
+    tracker.add_sub_operations(session_id, [SubOperation(id="a", name="A")])
+    tracker.start_sub_operation(session_id, "a")
+    for pct in (25, 50, 75):
+        tracker.update_sub_operation(session_id, "a", percentage=pct)
+        tracker.update_progress(session_id, InProgress(current_step=f"at {pct}"))
+    svg = client.get(f"/sessions/{session_id}/history.svg").text
+    points = re.search(r'<polyline points="([^"]+)"', svg)
+    assert points is not None
+    heights = [float(point.split(",")[1]) for point in points.group(1).split()]
+    assert heights[-1] < heights[0]  # the line climbs (SVG y grows downwards)
