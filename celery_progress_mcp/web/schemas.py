@@ -50,8 +50,8 @@ __all__ = [
 ]
 
 #: Metadata keys that name the worker running a session, first found wins
-#: (the Celery integration records the worker's hostname under ``worker``).
-WORKER_METADATA_KEYS = ("worker", "hostname", "celery_worker")
+#: (the Celery integration records the worker's hostname as ``celery_worker``).
+WORKER_METADATA_KEYS = ("celery_worker", "worker", "hostname")
 
 
 class _Out(BaseModel):
