@@ -65,6 +65,8 @@ class ProgressMapper:
             self._note_sub_operation(data)
         if event.event_type in (E.SESSION_FAILED, E.SESSION_CANCELLED, E.SESSION_EXPIRED):
             return None
+        if data.get("status") == "initializing":
+            return None  # queued: nothing has progressed yet
         if "current_step" in data:
             self._step = data["current_step"] or None
         total_steps = data.get("total_steps")
