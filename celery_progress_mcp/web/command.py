@@ -21,6 +21,8 @@ __all__ = ["DEFAULT_PORT", "dashboard_command", "is_loopback", "serve"]
 
 #: The dashboard's default TCP port.
 DEFAULT_PORT = 5566
+#: Seconds open connections get to finish when the server stops.
+SHUTDOWN_GRACE_S = 2
 #: Environment variable read for ``--token`` (keeps the token out of ``ps``).
 TOKEN_ENV = "CELERY_PROGRESS_DASHBOARD_TOKEN"
 #: Environment variable read for ``--basic-auth`` (``USER:PASSWORD``).
@@ -62,7 +64,16 @@ def serve(
     app = create_app(
         tracker, token=token, basic_auth=basic_auth, cancel=cancel, allowed_hosts=allowed_hosts
     )
-    uvicorn.run(app, host=host, port=port, log_level=log_level, proxy_headers=False)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        proxy_headers=False,
+        # Open SSE streams never end by themselves: without a bound, stopping
+        # would wait for every browser tab to close.
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+    )
 
 
 def _tracker_from(ctx: click.Context, store_url: str | None) -> tuple[ProgressTracker, Any]:
