@@ -337,7 +337,8 @@ class LiveHub:
 
     async def _start(self) -> None:
         if self.source_kind == "bus":
-            source: EventSource = BusSource(self._access)
+            # Subscribing reads the log's end (a database query with the SQL store).
+            source: EventSource = await self._access.call(BusSource, self._access)
         else:
             source = LogSource(self._access, await self._access.last_seq())
         if self._source is not None:  # another client started it meanwhile
