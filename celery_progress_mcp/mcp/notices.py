@@ -3,7 +3,8 @@
 :class:`ProgressMapper` turns events into notices whose ``progress`` strictly
 increases (a value at or below the last one sent is never produced, even
 when the task's percentage goes down), with ``total`` = 100 for percentages
-or the task's ``total_steps`` where it counts steps, and the current step
+or the task's ``total_steps`` where it counts steps (the unit is fixed by
+the first notice, so values stay comparable), and the current step
 (plus the active sub-operation at Verbose granularity) as ``message``.
 :class:`Pacer` rate-limits them to one per ``update_interval_ms``, keeping
 the latest one for the end of the window. Both are pure: no I/O, no clock
@@ -53,6 +54,7 @@ class ProgressMapper:
         self._step: str | None = None
         self._sub_operation: str | None = None
         self._total_steps: int | None = None
+        self._total: float | None = None
 
     @property
     def last_progress(self) -> float | None:
@@ -77,8 +79,10 @@ class ProgressMapper:
             percentage = 100.0
         if not isinstance(percentage, int | float):
             return None
-        total = float(self._total_steps) if self._total_steps else 100.0
-        progress = float(percentage) * total / 100.0
+        if self._total is None:  # the unit is chosen once, so progress stays comparable
+            self._total = float(self._total_steps) if self._total_steps else 100.0
+        total = self._total
+        progress = float(percentage) if total == 100.0 else float(percentage) * total / 100.0
         if self._last_progress is not None and progress <= self._last_progress:
             return None
         self._last_progress = progress

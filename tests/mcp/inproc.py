@@ -28,6 +28,7 @@ TASKS = ["demo.count", "demo.fail", "demo.orphan"]
 def make_app(tracker: ProgressTracker, broker: str = "memory://") -> Celery:
     app = Celery("demo", broker=broker, backend="cache+memory://", set_as_current=False)
     app.conf.task_track_started = True
+    app.conf.task_routes = {"demo.orphan": {"queue": "nobody-listens"}}
     app.conf.broker_transport_options = {"polling_interval": 0.01}
 
     @before_task_publish.connect(weak=False)
@@ -68,7 +69,7 @@ def make_app(tracker: ProgressTracker, broker: str = "memory://") -> Celery:
         tracker.fail_session(self.request.id, message, "ValueError")
         raise ValueError(message)
 
-    @app.task(name="demo.orphan", queue="nobody-listens")
+    @app.task(name="demo.orphan")
     def orphan() -> str:
         """Sent to a queue no worker consumes."""
         return "never"
