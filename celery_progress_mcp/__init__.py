@@ -4,6 +4,14 @@ The public surface: everything users and tests rely on is imported here.
 """
 
 from .bus.base import EventBus
+from .celery import (
+    CeleryProgressTracker,
+    ProgressRecorder,
+    ProgressTask,
+    TaskCancelled,
+    install,
+    progress_task,
+)
 from .core.config import ProgressConfig, ProgressGranularity
 from .core.errors import (
     CapacityExceeded,
@@ -52,6 +60,7 @@ __all__ = [
     "AsyncSubscription",
     "Cancelled",
     "CapacityExceeded",
+    "CeleryProgressTracker",
     "CleanupResult",
     "Completed",
     "ConfigError",
@@ -67,10 +76,12 @@ __all__ = [
     "ProgressEvent",
     "ProgressEventType",
     "ProgressGranularity",
+    "ProgressRecorder",
     "ProgressSession",
     "ProgressSnapshot",
     "ProgressState",
     "ProgressStats",
+    "ProgressTask",
     "ProgressTracker",
     "SessionNotFound",
     "SessionQuery",
@@ -82,5 +93,8 @@ __all__ = [
     "SubOperationState",
     "SubOperationUpdate",
     "Subscription",
+    "TaskCancelled",
     "TrackingDisabled",
+    "install",
+    "progress_task",
 ]

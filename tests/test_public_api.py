@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import celery_progress_mcp
 
-#: Every public name of DESIGN.md "Public names" except the Celery ones
-#: (install, ProgressTask, progress_task, TaskCancelled), which come with the Celery issue.
+#: Every public name of DESIGN.md "Public names".
 DESIGN_NAMES = {
+    # Celery
+    "install",
+    "ProgressTask",
+    "progress_task",
+    "TaskCancelled",
     # configuration
     "ProgressConfig",
     "ProgressGranularity",

@@ -1,0 +1,253 @@
+"""Groups, chords and chains as one session each, their members as sub-operations.
+
+Members run on many workers at once, so every change to a parent session is
+an engine function run atomically in the store on the committed session
+(``member_mutation``): read-modify-write races lose nothing.
+
+The rollup never goes down. A group's members are learnt one by one as they
+are published, and one may even finish before the last is published; a
+percentage over the members known so far would drop as more arrive, and
+the group would seem complete early. So a parent is *sealed* once its
+dispatch has finished (``GroupResult`` built by ``group.apply_async``; a
+chain knows all its tasks from its first message): before that its
+percentage stays at 0 and it cannot complete; after it, its percentage is
+``max(previous, weighted mean of members)``, written explicitly.
+
+A parent completes when it is sealed and every member (and a chord's
+callback, its last sub-operation) has completed; it fails as soon as a
+member fails, naming it; it is cancelled when a member is (a revoked group
+revokes every member).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from ..core.engine import Change, Engine
+from ..core.errors import InvalidTransition
+from ..core.models import (
+    ProgressSession,
+    SubOperation,
+    SubOperationState,
+    SubOperationUpdate,
+    rollup_percentage,
+)
+from ..core.states import (
+    TERMINAL_STATUSES,
+    Initializing,
+    InProgress,
+    Paused,
+    SessionStatus,
+    percentage_of,
+)
+from ..store.base import Mutation
+from . import keys
+
+__all__ = [
+    "MAX_DISPATCHING_GROUPS",
+    "DispatchRecord",
+    "Dispatches",
+    "Member",
+    "MemberChange",
+    "member_mutation",
+    "seal_mutation",
+]
+
+#: Groups whose dispatch this process follows at once (older records are dropped).
+MAX_DISPATCHING_GROUPS = 1000
+
+_ACTIVE = SubOperationState.ACTIVE
+_COMPLETED = SubOperationState.COMPLETED
+_FAILED = SubOperationState.FAILED
+_CANCELLED = SubOperationState.CANCELLED
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """A member of a group, chord or chain: its task id, task name, weight, position."""
+
+    id: str
+    name: str
+    weight: float = 1.0
+    index: int = 0
+
+    def sub_operation(self) -> SubOperation:
+        return SubOperation(
+            id=self.id,
+            name=self.name,
+            weight=self.weight,
+            metadata={keys.GROUP_INDEX: self.index},
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class MemberChange:
+    """What happened to a member: started, progressed, completed, failed, cancelled."""
+
+    member: Member
+    state: SubOperationState | None = None
+    percentage: float | None = None
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class DispatchRecord:
+    """A group being dispatched by this process: its members so far."""
+
+    group_id: str
+    kind: str
+    members: list[Member] = field(default_factory=list)
+    callback: Member | None = None
+
+
+class Dispatches:
+    """Groups this process is dispatching, until their ``GroupResult`` seals them."""
+
+    def __init__(self, limit: int = MAX_DISPATCHING_GROUPS) -> None:
+        self._limit = limit
+        self._lock = threading.Lock()
+        self._records: OrderedDict[str, DispatchRecord] = OrderedDict()
+
+    def record(self, group_id: str, kind: str, member: Member, callback: Member | None) -> bool:
+        """Note a published member; True for the first member of the group seen here."""
+        with self._lock:
+            record = self._records.get(group_id)
+            first = record is None
+            if record is None:
+                record = self._records[group_id] = DispatchRecord(group_id, kind)
+                while len(self._records) > self._limit:
+                    self._records.popitem(last=False)
+            record.members.append(member)
+            if callback is not None:
+                record.callback = callback
+            return first
+
+    def take(self, group_id: str) -> DispatchRecord | None:
+        with self._lock:
+            return self._records.pop(group_id, None)
+
+    def __contains__(self, group_id: object) -> bool:
+        return group_id in self._records
+
+
+# -- mutations ---------------------------------------------------------------------
+
+
+def member_mutation(engine: Engine, change: MemberChange, now: datetime) -> Mutation:
+    """Record a member's change in its parent, then settle the parent."""
+
+    def mutate(parent: ProgressSession) -> Change:
+        _require_active(parent)
+        steps: list[Change] = []
+        session = parent
+        sub = session.sub_operation(change.member.id)
+        if sub is None:
+            step = engine.add_sub_operations(session, [change.member.sub_operation()], now=now)
+            steps.append(step)
+            session = step.session
+            sub = session.sub_operation(change.member.id)
+            assert sub is not None
+        update = _sub_update(sub, change)
+        if update is not None:
+            step = engine.change_sub_operation(session, update, now=now)
+            steps.append(step)
+            session = step.session
+        return _combine(parent, steps + _settle(engine, session, now))
+
+    return mutate
+
+
+def seal_mutation(
+    engine: Engine, members: Sequence[Member], callback: Member | None, now: datetime
+) -> Mutation:
+    """Add every member (and the callback, last) the parent lacks; mark it sealed."""
+
+    def mutate(parent: ProgressSession) -> Change:
+        _require_active(parent)
+        steps: list[Change] = []
+        known = {sub.id for sub in parent.sub_operations}
+        ordered = sorted(members, key=lambda member: member.index)
+        wanted = [*ordered, callback] if callback is not None else ordered
+        missing = [member.sub_operation() for member in wanted if member.id not in known]
+        session = parent
+        if missing:
+            step = engine.add_sub_operations(session, missing, now=now)
+            steps.append(step)
+            session = step.session
+        position = {member.id: i for i, member in enumerate(wanted)}
+        subs = tuple(sorted(session.sub_operations, key=lambda sub: position.get(sub.id, -1)))
+        metadata = {**session.metadata, keys.SEALED: True, keys.MEMBERS: len(subs)}
+        session = session.replace(sub_operations=subs, metadata=metadata)
+        sealed = Change(session, steps[-1].events if steps else (), None)
+        return _combine(parent, [*steps[:-1], sealed, *_settle(engine, session, now)])
+
+    return mutate
+
+
+def _require_active(session: ProgressSession) -> None:
+    if session.state.status in TERMINAL_STATUSES:
+        raise InvalidTransition(f"session {session.id!r} is already {session.state.status}")
+
+
+def _sub_update(sub: SubOperation, change: MemberChange) -> SubOperationUpdate | None:
+    if sub.state.is_terminal:
+        return None  # a duplicate (a redelivery, a late signal): the first word stands
+    target = change.state
+    if target is _ACTIVE and sub.state is _ACTIVE:
+        target = None
+    percentage = None
+    if change.percentage is not None and change.percentage > sub.percentage:
+        percentage = change.percentage  # members only ever move forward
+    if target is None and percentage is None:
+        return None
+    return SubOperationUpdate(id=sub.id, state=target, percentage=percentage, error=change.error)
+
+
+def _settle(engine: Engine, session: ProgressSession, now: datetime) -> list[Change]:
+    """The parent's own state, from its members."""
+    subs = session.sub_operations
+    failed = next((sub for sub in subs if sub.state is _FAILED), None)
+    if failed is not None:
+        message = f"member {failed.name} [{failed.id}] failed: {failed.error or 'unknown error'}"
+        return [engine.fail(session, message, "MEMBER_FAILED", now=now)]
+    cancelled = next((sub for sub in subs if sub.state is _CANCELLED), None)
+    if cancelled is not None:
+        reason = f"member {cancelled.name} [{cancelled.id}] was cancelled"
+        return [engine.cancel(session, reason, now=now)]
+    sealed = bool(session.metadata.get(keys.SEALED))
+    if sealed and subs and all(sub.state.is_terminal for sub in subs):
+        return [engine.complete(session, f"{len(subs)} members completed", now=now)]
+    state = session.state
+    if isinstance(state, Paused):
+        return []
+    started = any(sub.state is not SubOperationState.PENDING for sub in subs)
+    if isinstance(state, Initializing) and not started:
+        return []
+    previous = percentage_of(state) if isinstance(state, InProgress) else None
+    target = rollup_percentage(subs) if sealed else 0.0
+    percentage = max(previous or 0.0, target)
+    if isinstance(state, InProgress) and previous == percentage:
+        return []
+    return [engine.update(session, InProgress(percentage=percentage), now=now)]
+
+
+def _combine(parent: ProgressSession, steps: Iterable[Change]) -> Change:
+    """One change from several made one after the other."""
+    steps = list(steps)
+    if not steps:
+        return Change(parent)
+    events = tuple(event for step in steps for event in step.events)
+    snapshot = next((step.snapshot for step in reversed(steps) if step.snapshot), None)
+    return Change(steps[-1].session, events, snapshot)
+
+
+def is_parent(session: ProgressSession) -> bool:
+    return session.metadata.get(keys.KIND) in keys.PARENT_KINDS
+
+
+def is_running(session: ProgressSession) -> bool:
+    return session.state.status in (SessionStatus.IN_PROGRESS, SessionStatus.PAUSED)

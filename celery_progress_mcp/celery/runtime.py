@@ -1,0 +1,165 @@
+"""What a worker process knows of the tracked tasks running in it.
+
+One ``Running`` record per task in progress here. A ticker thread, started
+with the first task of the process, does the periodic work:
+
+* heartbeats: every running session (and its parent) is marked alive every
+  ``heartbeat_timeout_seconds / HEARTBEATS_PER_TIMEOUT``, so the liveness
+  sweep can tell a silent task from a dead worker; a heartbeat refused
+  because the session ended elsewhere (cancelled) tells the task so;
+* rollup: a member's latest percentage is written into its parent's
+  sub-operation at most once per coalescing window (the task's own updates
+  are coalesced by the tracker; this is the parent's share);
+* Celery events: a ``task-progress`` event per window for tasks whose
+  progress moved, when the worker sends task events (``-E``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["HEARTBEATS_PER_TIMEOUT", "Running", "WorkerRuntime"]
+
+logger = logging.getLogger(__name__)
+
+#: Heartbeats sent per ``heartbeat_timeout_seconds``: missing a few is no death.
+HEARTBEATS_PER_TIMEOUT = 4
+#: The ticker's shortest period, whatever the coalescing window.
+MIN_TICK_S = 0.05
+
+
+@dataclass(slots=True)
+class Running:
+    """A tracked task running in this process."""
+
+    session_id: str
+    task_name: str
+    hostname: str | None = None
+    #: The group, chord or chain session this task is a member of.
+    parent_id: str | None = None
+    weight: float = 1.0
+    index: int | None = None
+    #: Latest percentage reported by the task; the ticker rolls it up.
+    percentage: float | None = None
+    #: The task reports through sub-operations: its percentage is the session's rollup.
+    from_sub_operations: bool = False
+    #: Something was reported since the ticker last looked.
+    dirty: bool = False
+    #: Latest step and counts, for Celery's ``task-progress`` event.
+    step: str | None = None
+    current: float | None = None
+    total: float | None = None
+    pushed_percentage: float | None = None
+    evented_percentage: float | None = None
+    #: Set when the session was found cancelled from outside.
+    cancelled: bool = False
+    cancel_reason: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+    #: A result-backend write of ``update_state`` waiting for the window to end:
+    #: (state, meta, request); see ``Integration.defer_backend_write``.
+    backend_pending: tuple[str, Any, Any] | None = None
+    backend_written_s: float = float("-inf")
+    #: Set when the task returned: no progress state may overwrite its result.
+    backend_closed: bool = False
+    backend_lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class WorkerRuntime:
+    """The tracked tasks running in this process, and the ticker thread."""
+
+    def __init__(
+        self,
+        *,
+        window_s: float,
+        heartbeat_interval_s: float,
+        heartbeat: Callable[[Running], None],
+        push_rollup: Callable[[Running, float], None],
+        emit_progress: Callable[[Running], None] | None,
+        session_percentage: Callable[[Running], float | None],
+        flush_backend: Callable[[Running], None],
+    ) -> None:
+        self._window_s = window_s
+        self._heartbeat_interval_s = heartbeat_interval_s
+        self._heartbeat = heartbeat
+        self._push_rollup = push_rollup
+        self._emit_progress = emit_progress
+        self._session_percentage = session_percentage
+        self._flush_backend = flush_backend
+        self._lock = threading.Lock()
+        self.running: dict[str, Running] = {}
+        self._thread: threading.Thread | None = None
+        self._wake = threading.Event()
+        self._stopped = False
+
+    def started(self, running: Running) -> None:
+        with self._lock:
+            self.running[running.session_id] = running
+            if self._thread is None and not self._stopped:
+                self._thread = threading.Thread(
+                    target=self._run, name="celery-progress-worker", daemon=True
+                )
+                self._thread.start()
+
+    def get(self, session_id: str) -> Running | None:
+        return self.running.get(session_id)
+
+    def finished(self, session_id: str) -> Running | None:
+        with self._lock:
+            return self.running.pop(session_id, None)
+
+    def _run(self) -> None:
+        tick_s = max(MIN_TICK_S, min(self._window_s or MIN_TICK_S, self._heartbeat_interval_s))
+        next_heartbeat_s = time.monotonic() + self._heartbeat_interval_s
+        while not self._stopped:
+            self._wake.wait(tick_s)
+            self._wake.clear()
+            if self._stopped:
+                return
+            with self._lock:
+                running = list(self.running.values())
+            now_s = time.monotonic()
+            for task in running:
+                if task.backend_pending is not None:
+                    self._safely(self._flush_backend, task)
+                self._roll_up(task)
+            if now_s >= next_heartbeat_s:
+                next_heartbeat_s = now_s + self._heartbeat_interval_s
+                for task in running:
+                    self._safely(self._heartbeat, task)
+
+    def _roll_up(self, task: Running) -> None:
+        if not task.dirty:
+            return
+        task.dirty = False
+        if task.from_sub_operations:
+            try:
+                task.percentage = self._session_percentage(task)
+            except Exception:
+                logger.debug("progress of %s not readable", task.session_id, exc_info=True)
+        percentage = task.percentage
+        if percentage is None:
+            return
+        if task.parent_id is not None and percentage != task.pushed_percentage:
+            task.pushed_percentage = percentage
+            self._safely(self._push_rollup, task, percentage)
+        if self._emit_progress is not None and percentage != task.evented_percentage:
+            task.evented_percentage = percentage
+            self._safely(self._emit_progress, task)
+
+    def _safely(self, function: Callable[..., None], *arguments: Any) -> None:
+        try:
+            function(*arguments)
+        except Exception:
+            logger.debug("progress worker chore failed", exc_info=True)
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._wake.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5)
