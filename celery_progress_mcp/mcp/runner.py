@@ -11,6 +11,7 @@ up within ``pickup_timeout_s`` all end in an :class:`Outcome` with an error.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -68,18 +69,27 @@ class Outcome:
 
 
 def revoke_and_cancel(app: Any, tracker: ProgressTracker) -> Canceller:
-    """The default canceller: end the session Cancelled with the reason, then revoke.
+    """The default canceller: end the session Cancelled with the reason, and revoke.
 
     The session is cancelled first so that a tracked task's next update
-    raises its cooperative cancellation; the revoke keeps a queued task from
-    ever running, and with ``terminate`` stops a running one.
+    stops it (cooperative cancellation); the revoke keeps a queued task from
+    ever running, and with ``terminate`` stops a running one. The Celery
+    integration's tracker revokes by itself (members too, for a group);
+    another tracker gets a plain ``revoke``.
     """
+    celery_aware = "terminate" in inspect.signature(tracker.cancel_session).parameters
 
     def cancel(task_id: str, reason: str, terminate: bool) -> None:
         try:
+            if celery_aware:
+                cancel_session: Any = tracker.cancel_session
+                cancel_session(task_id, reason, terminate=terminate)
+                return
             tracker.cancel_session(task_id, reason)
-        except (SessionNotFound, InvalidTransition):
-            pass  # untracked, or already ended
+        except InvalidTransition:
+            return  # already ended
+        except SessionNotFound:
+            pass  # untracked: revoke all the same
         except ProgressError:
             logger.exception("could not record the cancellation of %s", task_id)
         app.control.revoke(task_id, terminate=terminate, signal="SIGTERM")
