@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import click
 
-__all__ = ["STORE_URL_ENV", "main", "register_db"]
+__all__ = ["STORE_URL_ENV", "main", "register_dashboard", "register_db"]
 
 #: The environment variable ``ProgressConfig.from_env`` reads the store URL from.
 STORE_URL_ENV = "CELERY_PROGRESS_STORE_URL"
@@ -70,4 +70,12 @@ def _run_on_database(action: Callable[[], str | None]) -> str | None:
     return None if result is None else str(result)
 
 
+def register_dashboard(root: click.Group) -> None:
+    """``dashboard``: the web dashboard, JSON API, SSE and /metrics (the ``web`` extra)."""
+    from .web.command import dashboard_command
+
+    root.add_command(dashboard_command)
+
+
 register_db(main)
+register_dashboard(main)

@@ -1,21 +1,25 @@
 """``celery-progress-mcp -A MODULE:APP dashboard``: serve the dashboard with uvicorn.
 
-The command is registered on the package's CLI group, which resolves
-``-A`` to a tracker; ``--store-url`` serves a store without a Celery app.
+The command is registered on the package's CLI group. The tracker comes
+from ``--store-url`` (a store without a Celery app), else from the Celery
+app named by ``-A`` (here or resolved by the group) through
+:func:`celery_progress_mcp.celery.install`, whose ``cancel_session`` also
+revokes the task.
 Binding anything but a loopback address requires a token or basic auth.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
-from ..core.config import ProgressConfig
 from ..core.errors import ConfigError
-from ..tracking.tracker import ProgressTracker
-from .access import ActionHook
+
+if TYPE_CHECKING:
+    from ..tracking.tracker import ProgressTracker
+    from .access import ActionHook
 
 __all__ = ["DEFAULT_PORT", "dashboard_command", "is_loopback", "serve"]
 
@@ -76,22 +80,42 @@ def serve(
     )
 
 
-def _tracker_from(ctx: click.Context, store_url: str | None) -> tuple[ProgressTracker, Any]:
-    """The tracker the CLI group resolved from ``-A``, else one over ``--store-url``."""
+def _tracker_from(
+    ctx: click.Context, app_name: str | None, store_url: str | None
+) -> ProgressTracker:
+    """A tracker over ``--store-url``, else the Celery app's (``-A`` here or on the group).
+
+    The Celery integration's tracker cancels by revoking the task as well.
+    """
+    from ..core.config import ProgressConfig
+    from ..tracking.tracker import ProgressTracker
+
     if store_url:
-        return ProgressTracker(ProgressConfig(store_url=store_url)), None
+        return ProgressTracker(ProgressConfig(store_url=store_url))
     obj = ctx.obj
-    if isinstance(obj, ProgressTracker):
-        return obj, None
+    app = getattr(obj, "app", None)
     tracker = getattr(obj, "tracker", None)
     if callable(tracker) and not isinstance(tracker, ProgressTracker):
         tracker = tracker()
+    if app_name:
+        from celery.app.utils import find_app
+
+        app, tracker = find_app(app_name), None
     if isinstance(tracker, ProgressTracker):
-        return tracker, getattr(obj, "cancel", None)
-    raise click.UsageError("name a Celery app with -A MODULE:APP, or pass --store-url")
+        return tracker
+    if app is None:
+        raise click.UsageError("name the Celery app with -A MODULE:APP, or pass --store-url")
+    from .. import celery as integration
+
+    install = getattr(integration, "install", None)
+    if install is None:
+        raise click.UsageError("the Celery integration (celery_progress_mcp.celery) is missing")
+    installed: ProgressTracker = install(app)
+    return installed
 
 
 @click.command("dashboard")
+@click.option("-A", "--app", "app_name", help="The Celery app, MODULE:APP.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", default=DEFAULT_PORT, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--token", envvar=TOKEN_ENV, help=f"Require this token (or set {TOKEN_ENV}).")
@@ -106,6 +130,7 @@ def _tracker_from(ctx: click.Context, store_url: str | None) -> tuple[ProgressTr
 @click.pass_context
 def dashboard_command(
     ctx: click.Context,
+    app_name: str | None,
     host: str,
     port: int,
     token: str | None,
@@ -127,18 +152,10 @@ def dashboard_command(
             f"refusing to serve on {host} without authentication: pass --token "
             f"(or set {TOKEN_ENV}) or --basic-auth, or bind 127.0.0.1"
         )
-    tracker, cancel = _tracker_from(ctx, store_url)
+    tracker = _tracker_from(ctx, app_name, store_url)
     click.echo(f"dashboard on http://{host}:{port}/", err=True)
     try:
-        serve(
-            tracker,
-            host=host,
-            port=port,
-            token=token,
-            basic_auth=basic,
-            cancel=cancel,
-            log_level=log_level,
-        )
+        serve(tracker, host=host, port=port, token=token, basic_auth=basic, log_level=log_level)
     finally:
         if store_url:
             tracker.close()

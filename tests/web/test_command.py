@@ -40,8 +40,10 @@ def test_is_loopback(host: str, loopback: bool) -> None:
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "192.0.2.10", "dashboard.example"])
 def test_command_refuses_a_public_bind_without_auth(host: str) -> None:
+    from celery_progress_mcp.cli import main
+
     result = CliRunner().invoke(
-        dashboard_command, ["--host", host, "--store-url", "memory://"], env={}
+        main, ["dashboard", "--host", host, "--store-url", "memory://"], env={}
     )
     assert result.exit_code == 2
     assert "without authentication" in result.output
