@@ -79,6 +79,8 @@ class ProgressMapper:
             percentage = 100.0
         if not isinstance(percentage, int | float):
             return None
+        if self._total is None and not self._total_steps and percentage == 0:
+            return None  # a bare start: wait to learn whether the task counts steps
         if self._total is None:  # the unit is chosen once, so progress stays comparable
             self._total = float(self._total_steps) if self._total_steps else 100.0
         total = self._total

@@ -1,0 +1,282 @@
+"""End to end: the MCP server as a subprocess, a real prefork worker, Redis, a shared store.
+
+The project (project.py) uses the Celery integration as a user would:
+``install(app)`` and ``@progress_task``; events reach the server over the
+kombu bus on the Redis broker; the store is one SQLite file.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from types import ModuleType
+from typing import Any
+
+import anyio
+import httpx2
+import mcp_types as types
+import pytest
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
+
+from ..servers import server_url
+from .realworker import ROOT, project_env, running_worker
+from .test_stdio import RawPeer
+
+pytestmark = [pytest.mark.anyio, pytest.mark.server, pytest.mark.slow]
+
+TOOLS = ["mcpproj.count", "mcpproj.fail", "mcpproj.add"]
+LOOKAROUND = {"get_progress", "list_sessions", "cancel_session", "progress_stats"}
+TOKEN = "e2e-token"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    redis_url = server_url("redis")
+    return project_env(redis_url, tmp_path_factory.mktemp("mcp-e2e") / "progress.db")
+
+
+@pytest.fixture(scope="module")
+def project(env: dict[str, str]) -> Iterator[ModuleType]:
+    """The project as imported in this process (for looking at sessions and results)."""
+    integration = importlib.import_module("celery_progress_mcp.celery")
+    if not hasattr(integration, "install"):
+        pytest.skip("the Celery integration (issue 4) is not in this tree")
+    saved = {key: os.environ.get(key) for key in env if key.startswith("MCP_TEST_")}
+    os.environ.update({key: value for key, value in env.items() if key.startswith("MCP_TEST_")})
+    sys.modules.pop("tests.mcp.project", None)
+    module = importlib.import_module("tests.mcp.project")
+    yield module
+    module.tracker.close()
+    sys.modules.pop("tests.mcp.project", None)
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="module")
+def worker(env: dict[str, str], project: ModuleType) -> Iterator[None]:
+    with running_worker(env):
+        yield
+
+
+def server_command(*extra: str) -> list[str]:
+    tools = [arg for name in TOOLS for arg in ("--tool", name)]
+    return ["-m", "celery_progress_mcp.mcp", "-A", "tests.mcp.project:app", *tools, *extra]
+
+
+def stdio_client(env: dict[str, str], **options: Any) -> Client:
+    parameters = StdioServerParameters(
+        command=sys.executable,
+        args=server_command("--pickup-timeout", "20"),
+        env=env,
+        cwd=str(ROOT),
+    )
+    return Client(parameters, mode="legacy", **options)
+
+
+class Progress:
+    def __init__(self) -> None:
+        self.calls: list[tuple[float, float | None, str | None]] = []
+
+    async def __call__(self, progress: float, total: float | None, message: str | None) -> None:
+        self.calls.append((progress, total, message))
+
+
+async def test_over_stdio_progress_increases_with_messages_then_the_result(
+    env: dict[str, str], worker: None
+) -> None:
+    progress = Progress()
+    async with stdio_client(env) as client:
+        names = {tool.name for tool in (await client.list_tools()).tools}
+        result = await client.call_tool("mcpproj.count", {"n": 10}, progress_callback=progress)
+    assert names == set(TOOLS) | LOOKAROUND
+    assert not result.is_error
+    assert result.structured_content == {"counted": 10, "label": "count"}
+    values = [value for value, _, _ in progress.calls]
+    assert len(values) >= 3
+    assert values == sorted(set(values))
+    assert {total for _, total, _ in progress.calls} == {10.0}
+    assert all(message and message.startswith("count ") for _, _, message in progress.calls)
+
+
+async def test_over_stdio_no_token_no_progress_failures_and_bad_calls(
+    env: dict[str, str], worker: None
+) -> None:
+    seen: list[Any] = []
+
+    async def on_message(message: Any) -> None:
+        if isinstance(message, types.ServerNotification):
+            seen.append(message)
+
+    async with stdio_client(env, message_handler=on_message) as client:
+        quiet = await client.call_tool("mcpproj.count", {"n": 5})
+        failed = await client.call_tool("mcpproj.fail", {"message": "disk on fire"})
+        for name, arguments in [
+            ("mcpproj.count", {"n": "many"}),
+            ("mcpproj.secret", {}),
+            ("mcpproj.add", {"a": 1}),
+        ]:
+            with pytest.raises(MCPError) as caught:
+                await client.call_tool(name, arguments)
+            assert caught.value.error.code == types.INVALID_PARAMS
+        plain = await client.call_tool("mcpproj.add", {"a": 2, "b": 3})
+    assert quiet.structured_content == {"counted": 5, "label": "count"}
+    assert not [n for n in seen if isinstance(n, types.ProgressNotification)]
+    assert failed.is_error
+    assert "disk on fire" in failed.content[0].text  # type: ignore[union-attr]
+    assert plain.structured_content == {"result": 5}
+
+
+async def test_ten_concurrent_calls_each_receive_only_their_own_progress(
+    env: dict[str, str], worker: None
+) -> None:
+    progress = {i: Progress() for i in range(10)}
+    results: dict[int, Any] = {}
+    async with stdio_client(env) as client:
+
+        async def call(i: int) -> None:
+            arguments = {"n": 5 + i, "delay": 0.03, "label": f"call{i}"}
+            results[i] = await client.call_tool(
+                "mcpproj.count", arguments, progress_callback=progress[i]
+            )
+
+        async with anyio.create_task_group() as group:
+            for i in range(10):
+                group.start_soon(call, i)
+    for i in range(10):
+        assert results[i].structured_content == {"counted": 5 + i, "label": f"call{i}"}
+        calls = progress[i].calls
+        assert calls, f"call {i} got no progress"
+        assert {total for _, total, _ in calls} == {float(5 + i)}
+        assert all(message and message.startswith(f"call{i} ") for _, _, message in calls)
+        values = [value for value, _, _ in calls]
+        assert values == sorted(set(values))
+
+
+async def test_cancelling_revokes_the_task_ends_the_session_cancelled_and_gets_no_response(
+    env: dict[str, str], worker: None, project: ModuleType
+) -> None:
+    command = [sys.executable, *server_command()]
+    async with await anyio.open_process(command, cwd=ROOT, env=env) as process:
+        peer = RawPeer(process)
+        await peer.send(
+            {
+                "id": 1,
+                "method": "initialize",
+                "params": {
+                    "protocolVersion": "2025-06-18",
+                    "capabilities": {},
+                    "clientInfo": {"name": "raw", "version": "0"},
+                },
+            }
+        )
+        await peer.until(lambda m: m.get("id") == 1)
+        await peer.send({"method": "notifications/initialized"})
+        await peer.send(
+            {
+                "id": 2,
+                "method": "tools/call",
+                "params": {
+                    "name": "mcpproj.count",
+                    "arguments": {"n": 2000, "delay": 0.01, "label": "doomed"},
+                    "_meta": {"progressToken": "doomed"},
+                },
+            }
+        )
+        await peer.until(lambda m: m.get("method") == "notifications/progress")
+        await peer.send(
+            {"method": "notifications/cancelled", "params": {"requestId": 2, "reason": "stop it"}}
+        )
+        session = None
+        for _attempt in range(100):
+            found = [
+                s
+                for s in project.tracker.list_sessions(operation_id="mcpproj.count", limit=200)
+                if s.status == "cancelled" and getattr(s.state, "reason", "") == "stop it"
+            ]
+            if found:
+                session = found[0]
+                break
+            await anyio.sleep(0.1)
+        await peer.send({"id": 3, "method": "ping"})
+        await peer.until(lambda m: m.get("id") == 3)
+        await anyio.sleep(0.5)
+        process.terminate()
+    assert session is not None, "the session did not end cancelled with the reason"
+    assert not [m for m in peer.seen if m.get("id") == 2], "no response to a cancelled request"
+    revoked = project.app.control.inspect(timeout=2.0).revoked() or {}
+    assert any(session.id in ids for ids in revoked.values()), "the task was revoked"
+    percentage = project.tracker.get_session(session.id).percentage
+    await anyio.sleep(1.0)
+    assert project.tracker.get_session(session.id).percentage == percentage, "the task stopped"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="module")
+def http_url(env: dict[str, str], worker: None) -> Iterator[str]:
+    port = free_port()
+    command = [sys.executable, *server_command("--transport", "http", "--port", str(port))]
+    server = subprocess.Popen(command, cwd=ROOT, env={**env, "CELERY_PROGRESS_MCP_TOKEN": TOKEN})
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                assert server.poll() is None, "the MCP server exited"
+                assert time.monotonic() < deadline, "the MCP server did not listen"
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        server.terminate()
+        server.wait(20)
+
+
+async def test_over_http_progress_result_and_giving_up(http_url: str, project: ModuleType) -> None:
+    progress = Progress()
+    http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)
+    async with Client(streamable_http_client(http_url, http_client=http), mode="legacy") as client:
+        result = await client.call_tool("mcpproj.count", {"n": 8}, progress_callback=progress)
+        with pytest.raises(MCPError):
+            await client.call_tool(
+                "mcpproj.count", {"n": 3000, "label": "abandoned"}, read_timeout_seconds=2.0
+            )
+    assert result.structured_content == {"counted": 8, "label": "count"}
+    values = [value for value, _, _ in progress.calls]
+    assert len(values) >= 3
+    assert values == sorted(set(values))
+    for _ in range(100):
+        abandoned = [
+            s
+            for s in project.tracker.list_sessions(operation_id="mcpproj.count", limit=200)
+            if s.status == "cancelled" and "timed out" in getattr(s.state, "reason", "")
+        ]
+        if abandoned:
+            break
+        await anyio.sleep(0.1)
+    assert abandoned, "the abandoned call's session did not end cancelled"
+    async with httpx2.AsyncClient() as bare:
+        refused = await bare.post(http_url, json={"jsonrpc": "2.0", "id": 1, "method": "ping"})
+    assert refused.status_code == 401
