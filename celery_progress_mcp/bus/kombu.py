@@ -312,6 +312,12 @@ class KombuBus(EventBus):
                         quiet_since_s = time.monotonic()
                     except TimeoutError:  # socket.timeout is TimeoutError
                         pass
+                    except ValueError as exc:
+                        # An unreadable message (the filesystem transport can
+                        # hand over a file before its writer filled it): it is
+                        # lost to the broker, not to the store.
+                        logger.debug("unreadable progress event message: %s", exc)
+                        self._gap_since_s = self._gap_since_s or time.monotonic()
                     now_s = time.monotonic()
                     if self._gap_since_s is not None and (
                         now_s - self._gap_since_s >= self._reorder_grace_s

@@ -207,6 +207,34 @@ class TaskProgress:
 
     # -- sub-operations --------------------------------------------------------------
 
+    def plan(
+        self, stages: Iterable[SubOperation | tuple[str, str] | tuple[str, str, float]]
+    ) -> None:
+        """Declare the task's stages up front: ``(id, name)`` or ``(id, name, weight)``.
+
+        Declared stages count in the percentage from the start (pending at
+        0 %), so it never drops as later stages begin. Stages the session
+        has already (a redelivered task) are left as they are.
+        """
+        tracker = self._tracker
+        if tracker is None:
+            return
+        subs = [
+            stage
+            if isinstance(stage, SubOperation)
+            else SubOperation(
+                id=stage[0], name=stage[1], weight=stage[2] if len(stage) > 2 else 1.0
+            )
+            for stage in stages
+        ]
+        try:
+            known = {sub.id for sub in tracker.get_session(self.session_id).sub_operations}
+        except ProgressError:
+            known = set()
+        missing = [sub for sub in subs if sub.id not in known]
+        if missing:
+            self._call(tracker.add_sub_operations, self.session_id, missing)
+
     @contextmanager
     def sub_operation(
         self, sub_operation_id: str, name: str | None = None, *, weight: float = 1.0

@@ -410,8 +410,8 @@ class Integration:
         code = type(exception).__name__ if exception is not None else "UNKNOWN"
         if code == "WorkerLostError":
             code = "WORKER_LOST"
-        message = f"{type(exception).__name__}: {exception}" if exception is not None else code
-        message = message[:ERROR_MESSAGE_CHARS]
+        message = str(exception) if exception is not None else ""
+        message = (message or repr(exception) or code)[:ERROR_MESSAGE_CHARS]
         self._quietly(self.tracker.fail_session, task_id, message, code)
         parent_id = self._parent_of(task_id, running)
         if parent_id is not None:
