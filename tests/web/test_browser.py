@@ -7,13 +7,9 @@ Playwright never downloads one. Waits use Playwright's own auto-waiting
 
 from __future__ import annotations
 
-import os
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
-from playwright.sync_api import Browser, Dialog, Page, expect, sync_playwright
+from playwright.sync_api import Dialog, Page, expect
 
 from celery_progress_mcp import InProgress, ProgressTracker, SessionNotFound, SubOperation
 from celery_progress_mcp.web import create_app
@@ -21,44 +17,8 @@ from celery_progress_mcp.web import create_app
 from .conftest import HOSTILE_STEP, TOKEN
 from .server import serving
 
-#: Debian's Chromium; .ci/run installs it.
-CHROMIUM = Path("/usr/bin/chromium")
-#: Flags for a headless run in a container, with nothing reaching out.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 #: Guard against a hang, in ms; no assertion is about speed.
 GUARD_MS = 20_000
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        message = f"needs {CHROMIUM} (apt-get install chromium; .ci/run does it)"
-        if os.environ.get("CI") or os.environ.get("CELERY_PROGRESS_REQUIRE_SERVERS"):
-            pytest.fail(message)
-        pytest.skip(message)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(chromium: Browser) -> Iterator[Page]:
-    context = chromium.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(GUARD_MS)
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    yield page
-    context.close()
-    assert errors == [], f"script errors in the page: {errors}"
 
 
 class FakeTask:

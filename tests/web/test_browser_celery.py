@@ -1,0 +1,105 @@
+"""The cancel button against a real Celery worker (prefork, its own process, Redis).
+
+The dashboard runs in this process over the Celery integration's tracker;
+cancelling revokes the task and the running task stops at its next update.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from playwright.sync_api import Dialog, Page, expect
+
+from celery_progress_mcp.web import create_app
+
+from ..servers import server_url
+from .server import serving
+
+pytest.importorskip(
+    "celery_progress_mcp.celery", reason="the Celery integration (issue 4) is not in this tree"
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+#: Guard against a worker or a task that never answers, in seconds.
+GUARD_S = 60.0
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
+    """The project module, configured for this test, and a prefork worker serving it."""
+    env = {
+        "WEB_TEST_BROKER": server_url("redis"),
+        "WEB_TEST_STORE": f"sqlite:///{tmp_path / 'progress.db'}",
+        "WEB_TEST_QUEUE": f"webproj-{uuid.uuid4().hex[:8]}",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    sys.modules.pop("tests.web.celery_project", None)
+    module = importlib.import_module("tests.web.celery_project")
+    name = f"{env['WEB_TEST_QUEUE']}@{socket.gethostname()}"
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "tests.web.celery_project",
+            "worker",
+            "--pool=prefork",
+            "--concurrency=2",
+            "--loglevel=WARNING",
+            "--without-gossip",
+            "--without-mingle",
+            "-Q",
+            env["WEB_TEST_QUEUE"],
+            "-n",
+            name,
+        ],
+        cwd=ROOT,
+        env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        deadline = time.monotonic() + GUARD_S
+        while not module.app.control.ping(destination=[name], timeout=1.0):
+            if worker.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the Celery worker did not start")
+        yield module
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(20)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait(10)
+        module.tracker.close()
+        sys.modules.pop("tests.web.celery_project", None)
+
+
+def test_cancel_button_cancels_a_running_celery_task(project: ModuleType, page: Page) -> None:
+    result = project.crunch.delay(100_000)  # some 80 minutes unless cancelled
+    with serving(create_app(project.tracker)) as url:
+        page.goto(f"{url}/sessions/{result.id}")
+        expect(page.locator("#status")).to_have_text("in progress", timeout=GUARD_S * 1000)
+        expect(page.locator("#step")).to_contain_text("row ")
+
+        def accept(dialog: Dialog) -> None:
+            dialog.accept()
+
+        page.on("dialog", accept)
+        page.click('button[data-action="cancel"]')
+        expect(page.locator("#status")).to_have_text("cancelled")
+        # The task itself stopped: its result is final long before its 80 minutes.
+        result.get(timeout=GUARD_S, propagate=False)
+    assert result.state == "REVOKED"
+    session = project.tracker.get_session(result.id)
+    assert session.status == "cancelled"
