@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import click
 
-__all__ = ["STORE_URL_ENV", "main", "register_dashboard", "register_db"]
+__all__ = ["STORE_URL_ENV", "main", "register_dashboard", "register_db", "register_mcp"]
 
 #: The environment variable ``ProgressConfig.from_env`` reads the store URL from.
 STORE_URL_ENV = "CELERY_PROGRESS_STORE_URL"
@@ -77,5 +77,13 @@ def register_dashboard(root: click.Group) -> None:
     root.add_command(dashboard_command)
 
 
+def register_mcp(root: click.Group) -> None:
+    """``mcp``: allowlisted Celery tasks as MCP tools (the ``mcp`` extra)."""
+    from .mcp.command import mcp_command
+
+    root.add_command(mcp_command)
+
+
 register_db(main)
 register_dashboard(main)
+register_mcp(main)

@@ -1,13 +1,20 @@
 """The MCP server: allowlisted Celery tasks as MCP tools, with progress and cancellation.
 
-Needs the ``mcp`` extra (``pip install 'celery-progress-mcp[mcp]'``).
+Needs the ``mcp`` extra (``pip install 'celery-progress-mcp[mcp]'``). Names
+load on first use, so the package's command line works without the extra.
 """
 
-from .asgi import BearerToken, asgi_app, serve_http
-from .notices import Pacer, ProgressMapper, ProgressNotice
-from .runner import Outcome, RunOptions, TaskRunner
-from .server import ProgressMcpServer, ServerOptions, build_server
-from .toolspec import InvalidToolArguments, TaskTool, tool_from_task
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .asgi import BearerToken, asgi_app, serve_http
+    from .notices import Pacer, ProgressMapper, ProgressNotice
+    from .runner import Outcome, RunOptions, TaskRunner
+    from .server import ProgressMcpServer, ServerOptions, build_server
+    from .toolspec import InvalidToolArguments, TaskTool, tool_from_task
 
 __all__ = [
     "BearerToken",
@@ -26,3 +33,30 @@ __all__ = [
     "serve_http",
     "tool_from_task",
 ]
+
+_HOMES = {
+    "BearerToken": "asgi",
+    "asgi_app": "asgi",
+    "serve_http": "asgi",
+    "Pacer": "notices",
+    "ProgressMapper": "notices",
+    "ProgressNotice": "notices",
+    "Outcome": "runner",
+    "RunOptions": "runner",
+    "TaskRunner": "runner",
+    "ProgressMcpServer": "server",
+    "ServerOptions": "server",
+    "build_server": "server",
+    "InvalidToolArguments": "toolspec",
+    "TaskTool": "toolspec",
+    "tool_from_task": "toolspec",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{home}", __name__), name)
+    globals()[name] = value
+    return value

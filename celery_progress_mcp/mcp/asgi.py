@@ -8,31 +8,18 @@ compared in constant time (``hmac.compare_digest``).
 from __future__ import annotations
 
 import hmac
-import ipaddress
 from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..core.errors import ConfigError
+from .binding import DEFAULT_HOST, DEFAULT_PORT, is_loopback
 from .server import ProgressMcpServer
 
 __all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "BearerToken", "asgi_app", "is_loopback", "serve_http"]
 
-#: Where the HTTP transport listens unless told otherwise.
-DEFAULT_HOST = "127.0.0.1"
-#: The HTTP transport's default TCP port.
-DEFAULT_PORT = 5577
 #: Path of the MCP endpoint.
 MCP_PATH = "/mcp"
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 class BearerToken:

@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from ..core.errors import ProgressError
-from .asgi import DEFAULT_HOST, DEFAULT_PORT, is_loopback
+from .binding import DEFAULT_HOST, DEFAULT_PORT, is_loopback
 
 __all__ = ["TOKEN_ENV", "mcp_command"]
 
