@@ -25,7 +25,9 @@ from celery_progress_mcp.core.engine import Engine
 from celery_progress_mcp.core.errors import StoreUnavailable
 from celery_progress_mcp.store.base import Mutation
 from celery_progress_mcp.store.sql import SqlStore, normalize_url
+from celery_progress_mcp.store.sql.dbapi import Executor
 from celery_progress_mcp.store.sql.failures import Failure, classify
+from celery_progress_mcp.store.sql.transactions import CommitInDoubt
 from celery_progress_mcp.tracking.urls import store_from_url
 
 from .test_store_port import HISTORY, NOW, create, update
@@ -287,4 +289,57 @@ def test_times_come_back_aware_and_in_utc(sql_store_url: str) -> None:
         assert session.created_at.tzinfo is not None
         assert session.created_at.utcoffset() == UTC.utcoffset(datetime.now(UTC))
     finally:
+        store.close()
+
+
+def _lost_answer(url: str) -> Exception:
+    """The driver's error for a connection that died before the server's answer came."""
+    backend = normalize_url(url).get_backend_name()
+    if backend == "postgresql":
+        import psycopg
+
+        return psycopg.OperationalError("server closed the connection unexpectedly")
+    if backend == "sqlite":
+        import sqlite3
+
+        return sqlite3.OperationalError("disk I/O error")
+    import pymysql
+
+    return pymysql.err.OperationalError(2013, "Lost connection to MySQL server during query")
+
+
+def test_a_write_whose_commit_was_in_doubt_is_never_applied_twice(
+    sql_store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = SqlStore(sql_store_url)
+    real_commit = Executor.commit
+
+    def commit_then_lose_the_answer(executor: Executor) -> None:
+        real_commit(executor)
+        raise _lost_answer(sql_store_url)
+
+    try:
+        change = ENGINE.create(session_id="s", operation_id="op", now=NOW)
+        monkeypatch.setattr(Executor, "commit", commit_then_lose_the_answer)
+        with pytest.raises(CommitInDoubt):
+            store.create(change, max_active=10, history_limit=HISTORY)
+        monkeypatch.undo()
+        # Replayed as the outage buffer replays it: the same call object again.
+        created = store.create(change, max_active=10, history_limit=HISTORY)
+        assert [e.event_type.value for e in created] == ["SessionCreated"]
+        mutation = update(10)
+        monkeypatch.setattr(Executor, "commit", commit_then_lose_the_answer)
+        with pytest.raises(CommitInDoubt):
+            store.apply("s", mutation, history_limit=HISTORY)
+        monkeypatch.undo()
+        session, events = store.apply("s", mutation, history_limit=HISTORY)
+        assert session.state.percentage == 10  # type: ignore[union-attr]
+        assert [e.seq for e in events] == [e.seq for e in store.events_since(created[0].seq)]
+        store.apply("s", update(20), history_limit=HISTORY)
+        kinds = [e.event_type.value for e in store.events_since(0)]
+        assert kinds == ["SessionCreated", "StateChanged", "ProgressUpdated", "ProgressUpdated"]
+        assert len(store.get("s").history) == 3  # type: ignore[union-attr]
+        assert store.stats().total_created == 1
+    finally:
+        monkeypatch.undo()
         store.close()

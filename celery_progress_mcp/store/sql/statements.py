@@ -60,6 +60,7 @@ __all__ = [
     "INSERT_SESSION",
     "INSERT_SNAPSHOT",
     "INSERT_SUB_OPERATIONS",
+    "LATEST_SESSION_EVENTS",
     "LOCK_SESSION",
     "OLD_EVENTS",
     "READ_COUNTERS",
@@ -294,6 +295,15 @@ _SESSION_EVENTS_AFTER = (
     select(events)
     .where(events.c.session_id == bindparam("b_session_id"), events.c.seq > bindparam("b_since"))
     .order_by(events.c.seq)
+    .limit(bindparam("b_limit", type_=Integer))
+)
+
+
+#: The latest ``b_limit`` events of a session, newest first.
+LATEST_SESSION_EVENTS: Select[Any] = (
+    select(events)
+    .where(events.c.session_id == bindparam("b_session_id"))
+    .order_by(events.c.seq.desc())
     .limit(bindparam("b_limit", type_=Integer))
 )
 

@@ -21,6 +21,7 @@ import contextlib
 import logging
 import random
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -49,7 +50,7 @@ from .dbapi import Executor
 from .failures import Failure, classify
 from .migrate import ensure_schema
 from .schema import sessions
-from .transactions import Transactor
+from .transactions import CommitInDoubt, Transactor
 
 __all__ = ["PURGE_EVENTS_BATCH", "PURGE_SESSIONS_BATCH", "SqlStore"]
 
@@ -109,6 +110,8 @@ class SqlStore(Store):
             else None
         )
         self._cache = SessionCache()
+        #: Per session, the write whose commit was sent when the connection died.
+        self._in_doubt: dict[str, _InDoubt] = {}
         self._returning = engine.dialect.update_returning
         self._schema_ready = False
         self._create_schema = create_schema
@@ -141,8 +144,17 @@ class SqlStore(Store):
         session = change.session
         codec.check_ids(session)
         self._ready()
+        doubt = self._in_doubt.get(session.id)
+        if doubt is not None and doubt.call is change:
+            happened = self._tx.read_fast(lambda ex: self._confirm_creation(ex, doubt))
+            if happened is not None:
+                self._in_doubt.pop(session.id, None)
+                return happened
+
+        attempted: list[_InDoubt] = []
 
         def work(ex: Executor) -> tuple[list[ProgressEvent], CachedSession]:
+            attempted.clear()
             with ex.pipeline():
                 # First, so the row lock orders every creation (capacity, duplicate ids).
                 ex.run(q.BUMP_CREATED)
@@ -161,6 +173,11 @@ class SqlStore(Store):
                 values = codec.session_values(session)
                 values["snapshot_count"] = 1 if change.snapshot is not None else 0
                 values["revision"] = revision = _new_revision()
+                attempted.append(
+                    _InDoubt(
+                        change, revision, session, values["snapshot_count"], len(change.events)
+                    )
+                )
                 ex.run(q.INSERT_SESSION, values)
                 self._write_subs(ex, session.id, {}, session.sub_operations)
                 if change.snapshot is not None:
@@ -176,6 +193,11 @@ class SqlStore(Store):
             events, cached = self._tx.write(work)
         except sa_exc.IntegrityError as exc:
             raise InvalidProgress(f"a session with id {session.id!r} already exists") from exc
+        except CommitInDoubt:
+            if attempted:
+                self._in_doubt[session.id] = attempted[0]
+            raise
+        self._in_doubt.pop(session.id, None)
         self._cache.put(cached)
         return events
 
@@ -184,8 +206,18 @@ class SqlStore(Store):
     ) -> tuple[ProgressSession, list[ProgressEvent]]:
         self._ready()
 
+        attempted: list[_InDoubt] = []
+
         def work(ex: Executor) -> tuple[ProgressSession, list[ProgressEvent], CachedSession]:
+            attempted.clear()
             loaded = self._load(ex, session_id)
+            doubt = self._in_doubt.get(session_id)
+            if doubt is not None and doubt.call is mutation and doubt.revision == loaded.revision:
+                # The commit this call was in doubt about happened: never apply it twice.
+                logger.info(
+                    "a write to %s whose commit was in doubt had been committed", session_id
+                )
+                return doubt.session, self._latest_events(ex, session_id, doubt.events), loaded
             current = loaded.session
             change = mutation(current)
             new = change.session
@@ -220,15 +252,38 @@ class SqlStore(Store):
                 if new.state.status != current.state.status:
                     self._count_transition(ex, new)
                 logged = self._log_events(ex, new, change.events)
+                if values is not None:
+                    attempted.append(
+                        _InDoubt(mutation, revision, new, snapshot_count, len(change.events))
+                    )
                 ex.commit()
             return new, logged(), CachedSession(new, revision, snapshot_count)
 
-        new, events, cached = self._tx.write(work)
+        try:
+            new, events, cached = self._tx.write(work)
+        except CommitInDoubt:
+            if attempted:
+                self._in_doubt[session_id] = attempted[0]
+            raise
+        self._in_doubt.pop(session_id, None)
         if new.state.status in TERMINAL_STATUSES:
             self._cache.discard(session_id)
         else:
             self._cache.put(cached)
         return new, events
+
+    def _confirm_creation(self, ex: Executor, doubt: _InDoubt) -> list[ProgressEvent] | None:
+        """The events of a creation in doubt if it happened, else None."""
+        head = ex.one(q.READ_SESSION, {"b_id": doubt.session.id})
+        if head is None or int(head["revision"]) != doubt.revision:
+            return None
+        return self._latest_events(ex, doubt.session.id, doubt.events)
+
+    def _latest_events(self, ex: Executor, session_id: str, count: int) -> list[ProgressEvent]:
+        if not count:
+            return []
+        rows = ex.all(q.LATEST_SESSION_EVENTS, {"b_session_id": session_id, "b_limit": count})
+        return [codec.decode_event(row) for row in reversed(rows)]
 
     def _load(self, ex: Executor, session_id: str) -> CachedSession:
         """Lock the session row; read the session unless the cached copy is current."""
@@ -539,6 +594,18 @@ class SqlStore(Store):
         self._tx.close()
         if self._owns_engine:
             self.engine.dispose()
+
+
+@dataclass(frozen=True, slots=True)
+class _InDoubt:
+    """A write whose commit may have happened: replayed, it is recognised by ``call``
+    (the same Mutation or Change object) and ``revision`` (its token in the row)."""
+
+    call: object
+    revision: int
+    session: ProgressSession
+    snapshot_count: int
+    events: int
 
 
 def _new_revision() -> int:

@@ -37,7 +37,7 @@ from .connect import BEGIN_OPTION
 from .dbapi import Executor, compile_for
 from .failures import Failure, classify
 
-__all__ = ["CONTENTION_DEADLINE_S", "Transactor"]
+__all__ = ["CONTENTION_DEADLINE_S", "CommitInDoubt", "Transactor"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +49,11 @@ CONTENTION_DEADLINE_S = 60.0
 #: First and largest pause between contention retries.
 _BACKOFF_FIRST_S = 0.001
 _BACKOFF_MAX_S = 0.1
+
+
+class CommitInDoubt(StoreUnavailable):
+    """The connection died after the commit was sent: it may or may not have happened."""
+
 
 _sqlite_write_locks: dict[str, threading.Lock] = {}
 _sqlite_write_locks_guard = threading.Lock()
@@ -216,7 +221,10 @@ class Transactor:
                 if not attempt.ambiguous:
                     continue
             logger.debug("progress store unavailable: %s", mapped)
-            raise StoreUnavailable(f"the progress store cannot be reached: {mapped}") from mapped
+            message = f"the progress store cannot be reached: {mapped}"
+            if attempt.ambiguous:
+                raise CommitInDoubt(message) from mapped
+            raise StoreUnavailable(message) from mapped
 
     def _drop_pool(self) -> None:
         """A server restart leaves every pooled connection dead: start afresh."""
