@@ -13,16 +13,36 @@ from collections.abc import Callable
 
 import click
 
-__all__ = ["STORE_URL_ENV", "main", "register_dashboard", "register_db", "register_mcp"]
+__all__ = [
+    "STORE_URL_ENV",
+    "main",
+    "register_dashboard",
+    "register_db",
+    "register_mcp",
+    "register_sessions",
+]
 
 #: The environment variable ``ProgressConfig.from_env`` reads the store URL from.
 STORE_URL_ENV = "CELERY_PROGRESS_STORE_URL"
 
 
 @click.group()
+@click.option(
+    "-A",
+    "--app",
+    "app_name",
+    metavar="MODULE:APP",
+    help="The Celery app whose progress sessions to work with (as celery's -A).",
+)
 @click.version_option(package_name="celery-progress-mcp")
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context, app_name: str | None) -> None:
     """Granular, durable, real-time progress tracking for Celery tasks."""
+    from .celery.commands import CommandContext
+
+    context = CommandContext.from_name(app_name) if app_name else CommandContext()
+    ctx.obj = context
+    ctx.call_on_close(context.close)
 
 
 def register_db(root: click.Group) -> None:
@@ -70,6 +90,13 @@ def _run_on_database(action: Callable[[], str | None]) -> str | None:
     return None if result is None else str(result)
 
 
+def register_sessions(root: click.Group) -> None:
+    """``sessions list|show|watch|cancel``, ``stats``, ``cleanup`` (the Celery integration)."""
+    from .celery.commands import register
+
+    register(root)
+
+
 def register_dashboard(root: click.Group) -> None:
     """``dashboard``: the web dashboard, JSON API, SSE and /metrics (the ``web`` extra)."""
     from .web.command import dashboard_command
@@ -85,5 +112,6 @@ def register_mcp(root: click.Group) -> None:
 
 
 register_db(main)
+register_sessions(main)
 register_dashboard(main)
 register_mcp(main)
