@@ -303,9 +303,10 @@ def _lost_answer(url: str) -> Exception:
         import sqlite3
 
         return sqlite3.OperationalError("disk I/O error")
-    import pymysql
+    import pymysql  # type: ignore[import-untyped]
 
-    return pymysql.err.OperationalError(2013, "Lost connection to MySQL server during query")
+    lost: Exception = pymysql.err.OperationalError(2013, "Lost connection to MySQL server")
+    return lost
 
 
 def test_a_write_whose_commit_was_in_doubt_is_never_applied_twice(
