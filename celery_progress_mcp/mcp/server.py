@@ -464,6 +464,7 @@ class ProgressMcpServer:
                 subscription.close()
         result = self.tool_result(tool, outcome, session.id)
         dumped = result.model_dump(by_alias=True, mode="json", exclude_none=True)
+        dumped.pop("resultType", None)  # a 2026-07-28 field; tasks are 2025-11-25
         dumped.setdefault("_meta", {})[mcptasks.RELATED_TASK_KEY] = {"taskId": session.id}
         return dumped
 

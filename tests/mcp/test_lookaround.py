@@ -1,0 +1,116 @@
+"""The look-around tools and the session resources."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import anyio
+import mcp_types as types
+import pytest
+from mcp.shared.exceptions import MCPError
+
+from celery_progress_mcp import ProgressTracker
+from celery_progress_mcp.mcp.server import SESSION_META_KEY
+
+from .test_server import connected
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def text_of(result: types.CallToolResult) -> str:
+    block = result.content[0]
+    assert isinstance(block, types.TextContent)
+    return block.text
+
+
+async def test_get_progress_list_sessions_and_stats(
+    demo_app: Any, tracker: ProgressTracker
+) -> None:
+    async with connected(demo_app, tracker) as (client, _):
+        done = await client.call_tool("demo.count", {"n": 3})
+        session_id = (done.meta or {})[SESSION_META_KEY]
+        progress = await client.call_tool("get_progress", {"session_id": session_id})
+        listed = await client.call_tool("list_sessions", {"state": "completed", "limit": 200})
+        stats = await client.call_tool("progress_stats", {})
+        missing = await client.call_tool("get_progress", {"session_id": "no-such-session"})
+    assert progress.structured_content is not None
+    assert progress.structured_content["status"] == "completed"
+    assert progress.structured_content["percentage"] == 100.0
+    assert listed.structured_content is not None
+    assert session_id in [s["id"] for s in listed.structured_content["sessions"]]
+    assert stats.structured_content is not None
+    assert stats.structured_content["total_completed"] >= 1
+    assert missing.is_error
+
+
+async def test_sessions_of_tasks_outside_the_allowlist_are_not_shown(
+    demo_app: Any, tracker: ProgressTracker
+) -> None:
+    hidden = demo_app.tasks["demo.secret"].apply_async()
+    hidden.get(timeout=10)
+    async with connected(demo_app, tracker) as (client, _):
+        shown = await client.call_tool("get_progress", {"session_id": hidden.id})
+        listed = await client.call_tool("list_sessions", {"limit": 200})
+        with pytest.raises(MCPError) as caught:
+            await client.read_resource(f"progress://sessions/{hidden.id}")
+    assert shown.is_error
+    assert listed.structured_content is not None
+    assert hidden.id not in [s["id"] for s in listed.structured_content["sessions"]]
+    assert caught.value.error.code == -32002
+
+
+async def test_cancel_session_ends_a_running_call_as_a_tool_error(
+    demo_app: Any, tracker: ProgressTracker
+) -> None:
+    results: list[types.CallToolResult] = []
+    async with connected(demo_app, tracker) as (client, _):
+        started = anyio.Event()
+
+        async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+            started.set()
+
+        async def call() -> None:
+            arguments = {"n": 1000, "label": "victim"}
+            results.append(
+                await client.call_tool("demo.count", arguments, progress_callback=on_progress)
+            )
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(call)
+            await started.wait()
+            running = tracker.list_sessions(status="in_progress", operation_id="demo.count")
+            victim = next(s for s in running if s.state.current_step.startswith("victim"))  # type: ignore[union-attr]
+            cancelled = await client.call_tool(
+                "cancel_session", {"session_id": victim.id, "reason": "enough"}
+            )
+            again = await client.call_tool(
+                "cancel_session", {"session_id": victim.id, "reason": "x"}
+            )
+    assert cancelled.structured_content is not None
+    assert cancelled.structured_content["status"] == "cancelled"
+    assert cancelled.structured_content["state"]["reason"] == "enough"
+    assert again.is_error
+    assert results[0].is_error
+    assert "enough" in text_of(results[0])
+
+
+async def test_session_resources_are_listed_and_read(
+    demo_app: Any, tracker: ProgressTracker
+) -> None:
+    async with connected(demo_app, tracker) as (client, _):
+        done = await client.call_tool("demo.count", {"n": 2})
+        session_id = (done.meta or {})[SESSION_META_KEY]
+        templates = await client.list_resource_templates()
+        resources = await client.list_resources()
+        read = await client.read_resource(f"progress://sessions/{session_id}")
+    assert [t.uri_template for t in templates.resource_templates] == ["progress://sessions/{id}"]
+    assert f"progress://sessions/{session_id}" in [str(r.uri) for r in resources.resources]
+    content = read.contents[0]
+    assert isinstance(content, types.TextResourceContents)
+    assert json.loads(content.text)["status"] == "completed"
