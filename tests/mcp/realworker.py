@@ -51,7 +51,8 @@ def running_worker(
         "-n",
         f"{env['MCP_TEST_QUEUE']}@%h",
     ]
-    worker = subprocess.Popen(command, cwd=ROOT, env=env)
+    # The banner goes to stderr, so a benchmark's stdout stays pure JSON.
+    worker = subprocess.Popen(command, cwd=ROOT, env=env, stdout=2)
     try:
         _wait_ready(env)
         yield worker
