@@ -9,6 +9,7 @@ share them.
 from __future__ import annotations
 
 import os
+import signal
 import time
 from typing import Any
 
@@ -51,6 +52,15 @@ def stamp(self: Any, n: int) -> int:
         self.progress.update(current=i, total=n, step=repr(time.time()))
         time.sleep(0.005)
     return n
+
+
+@progress_task(app, name="mcpproj.die")
+def die(self: Any) -> int:
+    """Kills the pool process running it, as the OOM killer would."""
+    self.progress.update(5, step="about to die")
+    time.sleep(0.2)
+    os.kill(os.getpid(), signal.SIGKILL)
+    return 0
 
 
 @app.task(name="mcpproj.add")

@@ -32,7 +32,7 @@ from .test_stdio import RawPeer
 
 pytestmark = [pytest.mark.anyio, pytest.mark.server, pytest.mark.slow]
 
-TOOLS = ["mcpproj.count", "mcpproj.fail", "mcpproj.add"]
+TOOLS = ["mcpproj.count", "mcpproj.fail", "mcpproj.add", "mcpproj.die"]
 LOOKAROUND = {"get_progress", "list_sessions", "cancel_session", "progress_stats"}
 TOKEN = "e2e-token"
 
@@ -224,6 +224,19 @@ async def test_cancelling_revokes_the_task_ends_the_session_cancelled_and_gets_n
     percentage = project.tracker.get_session(session.id).percentage
     await anyio.sleep(1.0)
     assert project.tracker.get_session(session.id).percentage == percentage, "the task stopped"
+
+
+async def test_a_dead_worker_process_is_an_error_not_a_hang(
+    env: dict[str, str], worker: None
+) -> None:
+    async with stdio_client(env) as client:
+        with anyio.fail_after(120):
+            died = await client.call_tool("mcpproj.die", {})
+        after = await client.call_tool("mcpproj.add", {"a": 1, "b": 1})
+    assert died.is_error
+    text = died.content[0].text  # type: ignore[union-attr]
+    assert "WORKER_LOST" in text or "WorkerLost" in text, text
+    assert after.structured_content == {"result": 2}
 
 
 def free_port() -> int:
