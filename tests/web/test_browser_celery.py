@@ -34,16 +34,17 @@ ROOT = Path(__file__).resolve().parents[2]
 GUARD_S = 60.0
 
 
-@pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
-    """The project module, configured for this test, and a prefork worker serving it."""
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModuleType]:
+    """The project module, configured for these tests, and a prefork worker serving it."""
+    folder = tmp_path_factory.mktemp("celery-project")
     env = {
         "WEB_TEST_BROKER": server_url("redis"),
-        "WEB_TEST_STORE": f"sqlite:///{tmp_path / 'progress.db'}",
+        "WEB_TEST_STORE": f"sqlite:///{folder / 'progress.db'}",
         "WEB_TEST_QUEUE": f"webproj-{uuid.uuid4().hex[:8]}",
     }
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
     sys.modules.pop("tests.web.celery_project", None)
     module = importlib.import_module("tests.web.celery_project")
     name = f"{env['WEB_TEST_QUEUE']}@{socket.gethostname()}"
@@ -83,6 +84,11 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleT
             worker.wait(10)
         module.tracker.close()
         sys.modules.pop("tests.web.celery_project", None)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def test_cancel_button_cancels_a_running_celery_task(project: ModuleType, page: Page) -> None:
@@ -103,3 +109,17 @@ def test_cancel_button_cancels_a_running_celery_task(project: ModuleType, page: 
     assert result.state == "REVOKED"
     session = project.tracker.get_session(result.id)
     assert session.status == "cancelled"
+
+
+def test_list_shows_a_celery_task_progress_live(project: ModuleType, page: Page) -> None:
+    with serving(create_app(project.tracker)) as url:
+        page.goto(url + "/")
+        page.evaluate("window.__loaded_once = true")
+        result = project.crunch.delay(400, 0.05)  # 20 s of work
+        row = page.locator(f'tr[data-session="{result.id}"]')
+        expect(row).to_be_visible(timeout=GUARD_S * 1000)  # a new session joins the list
+        expect(row.locator('[data-field="step"]')).to_contain_text("row ", timeout=GUARD_S * 1000)
+        page.wait_for_function("el => el.value >= 10", arg=row.locator("progress").element_handle())
+        assert page.evaluate("window.__loaded_once") is True
+        project.tracker.cancel_session(result.id, "test over")
+        result.get(timeout=GUARD_S, propagate=False)
