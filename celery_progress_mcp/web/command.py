@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ..core.errors import ConfigError
+from ..core.errors import ConfigError, ProgressError
 
 if TYPE_CHECKING:
     from ..tracking.tracker import ProgressTracker
@@ -96,7 +96,10 @@ def _tracker_from(
     app = getattr(obj, "app", None)
     tracker = getattr(obj, "tracker", None)
     if callable(tracker) and not isinstance(tracker, ProgressTracker):
-        tracker = tracker()
+        try:
+            tracker = tracker()
+        except ProgressError as exc:
+            raise click.ClickException(str(exc)) from exc
     if app_name:
         from celery.app.utils import find_app
 
