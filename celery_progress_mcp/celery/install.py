@@ -55,6 +55,7 @@ def install(app: Celery, config: ProgressConfig | None = None) -> CeleryProgress
         integration = Integration(app, resolved, settings)
         integration.connections = connect(integration)
         _seal_group_results(app, integration)
+        _whole_filesystem_messages(app)
         setattr(app, APP_ATTRIBUTE, integration)
         return integration.tracker
 
@@ -73,6 +74,16 @@ def uninstall(app: Celery) -> None:
         if previous is not None:
             app.__dict__["GroupResult"] = previous
         integration.close()
+
+
+def _whole_filesystem_messages(app: Celery) -> None:
+    """Use the filesystem transport that writes messages atomically (see ``fstransport``)."""
+    conf: Any = app.conf
+    broker = conf.broker_url or ""
+    if isinstance(broker, str) and broker.startswith("filesystem:") and not conf.broker_transport:
+        from .fstransport import TRANSPORT
+
+        conf.broker_transport = TRANSPORT
 
 
 def _seal_group_results(app: Celery, integration: Integration) -> None:

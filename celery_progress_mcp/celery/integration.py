@@ -9,6 +9,7 @@ a ``delay()`` or a task, whatever the store or the broker do.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import reprlib
@@ -16,6 +17,7 @@ import threading
 import time
 import weakref
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..bus.base import EventBus
@@ -68,6 +70,36 @@ def integration_of(app: Celery) -> Integration | None:
     return integration
 
 
+def exchange_for(prefix: str, store_url: str) -> str:
+    """The fanout exchange of one store: apps sharing a broker but not a store never mix.
+
+    Sequence numbers are per store, so a subscriber must only see its own
+    store's events; the exchange name carries a digest of the store's URL
+    (password left out), the same in every process configured alike.
+    """
+    from sqlalchemy.engine import make_url
+
+    try:
+        url = make_url(store_url)
+        database = url.database or ""
+        if url.get_backend_name() == "sqlite" and database not in ("", ":memory:"):
+            database = str(Path(database).resolve())
+        identity = "|".join(
+            [
+                url.get_backend_name(),
+                url.host or "",
+                str(url.port or ""),
+                url.username or "",
+                database,
+                str(sorted(url.query.items())),
+            ]
+        )
+    except Exception:
+        identity = store_url
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:12]
+    return f"{prefix}.{digest}"
+
+
 def summarize(result: Any) -> str:
     return _summary_repr.repr(result)[: RESULT_SUMMARY_CHARS + 3]
 
@@ -117,7 +149,7 @@ class Integration:
             producer_pool=_LazyProducerPool(app),
             backfill=store.events_since,
             latest_seq=store.last_seq,
-            exchange=self.settings.bus_exchange,
+            exchange=exchange_for(self.settings.bus_exchange, self.config.store_url),
             poll_interval_s=self.settings.poll_interval_seconds,
             consume=False,
         )

@@ -1,0 +1,177 @@
+"""A task's session through a real prefork worker: dispatch, progress, end.
+
+Every test runs on the three configurations of conftest.py (filesystem://
+and SQLite; Redis and PostgreSQL; RabbitMQ and SQLite).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from celery.result import AsyncResult
+
+from celery_progress_mcp import Cancelled, Completed, Failed, ProgressEvent, Subscription
+from celery_progress_mcp.core.models import SubOperationState
+from tests.celery.helpers import finished, history_percentages, wait_status
+from tests.celery.project import Project
+from tests.celery.workers import wait_for
+
+
+def _events_until_end(subscription: Subscription, timeout_s: float = 30.0) -> list[ProgressEvent]:
+    """The subscription's events up to and including the session's final one."""
+    events: list[ProgressEvent] = []
+
+    def ended() -> bool:
+        while (event := subscription.get_nowait()) is not None:
+            events.append(event)
+        return any(
+            event.data.get("status") in ("completed", "failed", "cancelled") for event in events
+        )
+
+    wait_for(ended, timeout_s)
+    return events
+
+
+def test_dispatch_creates_the_session_before_any_worker_runs(project: Project) -> None:
+    # A queue that no worker consumes: the task cannot have started.
+    result = project.count.apply_async((3,), queue=f"{project.config.prefix}.nobody")
+    session = project.tracker.get_session(result.id)
+    assert session.state.status == "initializing"
+    assert session.operation_id == project.count.name
+    assert session.metadata["celery_kind"] == "task"
+    project.tracker.cancel_session(result.id, "never run")
+
+
+def test_update_reports_progress_step_and_metadata(project: Project) -> None:
+    task_id = str(uuid.uuid4())
+    subscription = project.tracker.subscribe_to_events(session_id=task_id)
+    project.report.apply_async(([10.0, 40.0, 70.0],), task_id=task_id)
+    events = _events_until_end(subscription)
+    subscription.close()
+    session = finished(project.tracker, task_id)
+    assert isinstance(session.state, Completed)
+    assert session.state.result_summary == "'reported'"
+    assert session.metadata["reported"] == 3
+    percentages = history_percentages(session)
+    assert percentages == sorted(percentages)
+    assert 70.0 in percentages  # the last update is always written
+    seqs = [event.seq for event in events]
+    assert seqs == sorted(seqs)  # another process's events, in order
+    assert events[-1].event_type == "SessionCompleted"
+
+
+def test_iter_reports_as_it_goes(project: Project) -> None:
+    result = project.count.delay(40, 0.01)
+    assert result.get(timeout=30) == 40
+    session = finished(project.tracker, result.id)
+    assert isinstance(session.state, Completed)
+    percentages = history_percentages(session)
+    assert any(0.0 < percentage < 100.0 for percentage in percentages)
+    assert percentages[-1] == 100.0
+    last = [snap for snap in session.history if snap.state.status == "in_progress"][-1]
+    assert last.state.current_step == "counting"  # type: ignore[union-attr]
+    assert last.state.current_step_number == 40  # type: ignore[union-attr]
+
+
+def test_update_state_in_celery_progress_format(project: Project) -> None:
+    result = project.legacy.delay(8)
+    assert result.get(timeout=30) == 8
+    session = finished(project.tracker, result.id)
+    assert isinstance(session.state, Completed)
+    steps = [getattr(snap.state, "current_step", None) for snap in session.history]
+    assert "item 8" in steps
+    percentages = history_percentages(session)
+    assert percentages[-1] == 100.0
+    assert percentages == sorted(percentages)
+
+
+def test_update_state_plain_meta_and_custom_state(project: Project) -> None:
+    result = project.plain_state.delay()
+    assert result.get(timeout=30) == "states"
+    session = finished(project.tracker, result.id)
+    thirty = [snap for snap in session.history if getattr(snap.state, "percentage", None) == 30.0]
+    assert thirty
+    assert thirty[0].state.current_step == "thirty"  # type: ignore[union-attr]
+    assert session.metadata["celery_state"] == {"state": "DOWNLOADING", "meta": {"file": "a.csv"}}
+
+
+def test_sub_operations_complete_and_roll_up(project: Project) -> None:
+    result = project.staged.delay()
+    assert result.get(timeout=30) == "staged"
+    session = finished(project.tracker, result.id)
+    assert isinstance(session.state, Completed)
+    assert [(sub.id, sub.name, sub.weight) for sub in session.sub_operations] == [
+        ("load", "Load", 1.0),
+        ("work", "Work", 3.0),
+    ]
+    assert all(sub.state is SubOperationState.COMPLETED for sub in session.sub_operations)
+
+
+def test_a_failing_stage_records_its_error(project: Project) -> None:
+    result = project.stage_fails.delay()
+    session = finished(project.tracker, result.id)
+    assert isinstance(session.state, Failed)
+    assert session.state.error_code == "KeyError"
+    (stage,) = session.sub_operations
+    assert stage.state is SubOperationState.FAILED
+    assert stage.error == "KeyError: 'missing column'"
+
+
+def test_failure_records_message_code_and_percentage(project: Project) -> None:
+    result = project.fail.delay()
+    session = finished(project.tracker, result.id)
+    assert isinstance(session.state, Failed)
+    assert session.state.error_code == "ValueError"
+    assert session.state.error_message == "this task fails on purpose"
+    assert session.state.failed_at_percentage == 25.0
+    assert result.state == "FAILURE"
+
+
+def test_retry_then_success_continues_the_session(project: Project) -> None:
+    result = project.flaky.delay(1)
+    assert result.get(timeout=30) == "attempt 2"
+    session = finished(project.tracker, result.id)
+    assert isinstance(session.state, Completed)
+    assert session.metadata["celery_attempt"] == 2
+    assert "flaky service" in session.metadata["celery_retry_reason"]
+    steps = [getattr(snap.state, "current_step", None) for snap in session.history]
+    assert "retry 1 scheduled" in steps
+    statuses = [str(snap.state.status) for snap in session.history]
+    assert statuses.count("initializing") == 1  # one session from dispatch to the end
+
+
+def test_revoke_with_terminate_ends_cancelled(project: Project) -> None:
+    result = project.endless.delay()
+    wait_status(project.tracker, result.id, "in_progress")
+    result.revoke(terminate=True)
+    session = finished(project.tracker, result.id)
+    assert isinstance(session.state, Cancelled)
+    assert session.state.reason.startswith("terminated")
+    assert session.metadata["celery_terminated"] is True
+
+
+def test_cooperative_cancel_raises_task_cancelled(project: Project) -> None:
+    result = project.endless.delay()
+    wait_status(project.tracker, result.id, "in_progress")
+    project.tracker.cancel_session(result.id, "the user changed their mind")
+    wait_for(lambda: AsyncResult(result.id, app=project.app).state == "REVOKED", 30)
+    session = project.tracker.get_session(result.id)
+    assert isinstance(session.state, Cancelled)
+    assert session.state.reason == "the user changed their mind"
+
+
+def test_task_cancelled_is_not_swallowed_by_except_exception(project: Project) -> None:
+    result = project.swallow.delay()
+    wait_status(project.tracker, result.id, "in_progress")
+    project.tracker.cancel_session(result.id, "stop")
+    wait_for(lambda: AsyncResult(result.id, app=project.app).state == "REVOKED", 30)
+    assert result.result != "swallowed"
+
+
+def test_cancelling_a_queued_task_revokes_it(project: Project) -> None:
+    result = project.count.apply_async((5,), countdown=2)
+    project.tracker.cancel_session(result.id, "not needed")
+    wait_for(lambda: AsyncResult(result.id, app=project.app).state == "REVOKED", 30)
+    session = project.tracker.get_session(result.id)
+    assert isinstance(session.state, Cancelled)
+    assert not any(snap.state.status == "in_progress" for snap in session.history)
