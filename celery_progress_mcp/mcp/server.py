@@ -21,6 +21,7 @@ import json
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -67,6 +68,8 @@ SESSION_META_KEY = "celery-progress-mcp/session-id"
 REASON_WAIT_S = 0.5
 #: JSON-RPC error code for an unknown resource (2025-06-18 server/resources).
 RESOURCE_NOT_FOUND = -32002
+#: How long a cancellation's reason is kept for a handler that has not asked yet.
+REASON_KEEP_S = 30.0
 #: Reason recorded when a request ends without a ``notifications/cancelled``.
 CLIENT_GONE_REASON = "the MCP client went away or gave up on the request"
 
@@ -102,7 +105,8 @@ class ProgressMcpServer:
         self.lookaround = Lookaround(tracker, set(self._by_task), self.runner.cancel)
         self.ledger = mcptasks.TaskLedger()
         self._reasons: dict[tuple[int, str], str] = {}
-        self._reason_events: dict[tuple[int, str], anyio.Event] = {}
+        self._reason_events: dict[str, list[anyio.Event]] = {}
+        self._reason_times: deque[tuple[float, str, int]] = deque()
         #: session id -> (connection key -> the SDK session to notify through)
         self._subscribers: dict[str, dict[int, ServerSession]] = {}
         self._task_group: anyio.abc.TaskGroup | None = None
@@ -245,21 +249,41 @@ class ProgressMcpServer:
     ) -> None:
         if params.request_id is None:
             return
-        key = (_connection_key(ctx.session), str(params.request_id))
-        self._reasons[key] = params.reason or "cancelled by the MCP client"
-        event = self._reason_events.pop(key, None)
-        if event is not None:
+        request_id = str(params.request_id)
+        reason = params.reason or "cancelled by the MCP client"
+        self._forget_old_reasons()
+        self._reasons[(_connection_key(ctx.session), request_id)] = reason
+        # On 2026-07-28 connections every message has a connection object of
+        # its own, so the request id alone also carries the reason.
+        self._reasons[(0, request_id)] = reason
+        self._reason_times.append((time.monotonic(), request_id, _connection_key(ctx.session)))
+        for event in self._reason_events.pop(request_id, []):
             event.set()
+
+    def _forget_old_reasons(self) -> None:
+        """Reasons for requests that had ended already are never asked for: drop them."""
+        horizon_s = time.monotonic() - REASON_KEEP_S
+        while self._reason_times and self._reason_times[0][0] < horizon_s:
+            _, request_id, connection = self._reason_times.popleft()
+            self._reasons.pop((connection, request_id), None)
+            self._reasons.pop((0, request_id), None)
 
     async def _reason_for(self, ctx: ServerRequestContext[Any]) -> str:
         """The reason the client gave for cancelling this request, if it gave one."""
-        key = (_connection_key(ctx.session), str(ctx.request_id))
-        if key not in self._reasons:
-            event = self._reason_events.setdefault(key, anyio.Event())
+        request_id = str(ctx.request_id)
+        key = (_connection_key(ctx.session), request_id)
+        if key not in self._reasons and (0, request_id) not in self._reasons:
+            event = anyio.Event()
+            self._reason_events.setdefault(request_id, []).append(event)
             with anyio.move_on_after(REASON_WAIT_S):
                 await event.wait()
-            self._reason_events.pop(key, None)
-        return self._reasons.pop(key, CLIENT_GONE_REASON)
+            waiting = self._reason_events.get(request_id, [])
+            if event in waiting:
+                waiting.remove(event)
+                if not waiting:
+                    del self._reason_events[request_id]
+        loose = self._reasons.pop((0, request_id), CLIENT_GONE_REASON)
+        return self._reasons.pop(key, loose)
 
     # -- resources --------------------------------------------------------------------
 

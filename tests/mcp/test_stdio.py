@@ -236,3 +236,28 @@ async def test_mcp_tasks_start_poll_collect_list_and_cancel() -> None:
     updated = [n for n in notifications if isinstance(n, types.ResourceUpdatedNotification)]
     assert updated
     assert {n.params.uri for n in updated} == {f"progress://sessions/{task_id}"}
+
+
+async def test_the_sdk_default_client_on_2026_07_28_gets_progress_and_cancels() -> None:
+    calls: list[tuple[float, float | None, str | None]] = []
+
+    async def progress(progress: float, total: float | None, message: str | None) -> None:
+        calls.append((progress, total, message))
+
+    async with Client(SERVER) as client:
+        assert client.protocol_version == "2026-07-28"
+        result = await client.call_tool("demo.count", {"n": 5}, progress_callback=progress)
+        with pytest.raises(MCPError):
+            await client.call_tool(
+                "demo.count", {"n": 500, "label": "quit"}, read_timeout_seconds=1.0
+            )
+        for _ in range(100):
+            listed = await client.call_tool("list_sessions", {"state": "cancelled"})
+            assert listed.structured_content is not None
+            sessions = listed.structured_content["sessions"]
+            if sessions:
+                break
+            await anyio.sleep(0.1)
+    assert result.structured_content == {"counted": 5, "label": "count"}
+    assert [value for value, _, _ in calls] == [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert sessions[0]["state"]["reason"] == "timed out after 1.0s"
