@@ -57,6 +57,19 @@ class TrackerAccess:
         self._cancel = cancel or tracker.cancel_session
         self._on_store_error = on_store_error
 
+    def hear_other_processes(self) -> None:
+        """Start the bus's consumer where it has one (idempotent).
+
+        A bus that crosses processes (the Celery integration's) may start
+        consuming only when asked; the dashboard wants every process's
+        events for ``/metrics`` as well as for its live pages. Called after
+        start-up, never at import, so a server that forks starts it in
+        each worker.
+        """
+        start = getattr(self.tracker.bus, "start_consuming", None)
+        if callable(start):
+            start()
+
     async def call(self, method: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
         bound = functools.partial(method, *args, **kwargs)
         try:

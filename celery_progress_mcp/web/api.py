@@ -187,7 +187,12 @@ def _seq(raw: str, what: str) -> int:
 
 async def metrics(request: Request) -> Response:
     board = dashboard_of(request)
-    body = await anyio.to_thread.run_sync(board.metrics.render)
+
+    def render() -> bytes:
+        board.access.hear_other_processes()  # a mounted app gets no lifespan: the first scrape
+        return board.metrics.render()
+
+    body = await anyio.to_thread.run_sync(render)
     return Response(body, media_type=CONTENT_TYPE, headers=_NO_STORE)
 
 

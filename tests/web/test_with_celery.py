@@ -1,4 +1,4 @@
-"""The cancel button against a real Celery worker (prefork, its own process, Redis).
+"""The dashboard over a real Celery worker (prefork, its own process, Redis).
 
 The dashboard runs in this process over the Celery integration's tracker;
 cancelling revokes the task and the running task stops at its next update.
@@ -123,3 +123,27 @@ def test_list_shows_a_celery_task_progress_live(project: ModuleType, page: Page)
         assert page.evaluate("window.__loaded_once") is True
         project.tracker.cancel_session(result.id, "test over")
         result.get(timeout=GUARD_S, propagate=False)
+
+
+def test_metrics_count_the_workers_events(project: ModuleType) -> None:
+    """Events committed in the worker's process reach this one's /metrics over the bus."""
+    from starlette.testclient import TestClient
+
+    with TestClient(create_app(project.tracker), base_url="http://127.0.0.1") as client:
+        before = _sample(client.get("/metrics").text, "celery_progress_updates_total")
+        result = project.crunch.delay(30, 0.01)
+        result.get(timeout=GUARD_S)
+        deadline = time.monotonic() + GUARD_S
+        while _sample(client.get("/metrics").text, "celery_progress_updates_total") <= before:
+            assert time.monotonic() < deadline, "no update event reached /metrics"
+            time.sleep(0.1)
+        text = client.get("/metrics").text
+    assert 'celery_progress_events_total{event_type="SessionCompleted"}' in text
+    assert 'celery_progress_sessions{state="completed"}' in text
+
+
+def _sample(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not in /metrics")
