@@ -53,9 +53,7 @@ def wipe(engine: Engine) -> None:
             conn.execute(delete(table))
         conn.execute(update(sequence).values(value=0))
         conn.execute(
-            update(counters).values(
-                created=0, completed=0, failed=0, cancelled=0, completed_duration_s=0.0
-            )
+            update(counters).values({column: 0 for column in counters.c if column.name != "id"})
         )
 
 

@@ -131,11 +131,7 @@ class MemoryStore(Store):
             s
             for s in sessions
             if (statuses is None or s.state.status in statuses)
-            and (
-                needle is None
-                or needle in s.id.casefold()
-                or needle in s.operation_id.casefold()
-            )
+            and (needle is None or needle in s.id.casefold() or needle in s.operation_id.casefold())
             and (query.operation_id is None or s.operation_id == query.operation_id)
             and (query.parent_id is None or s.parent_id == query.parent_id)
             and (query.created_after is None or s.created_at >= query.created_after)

@@ -20,6 +20,7 @@ from celery_progress_mcp import (
     SubOperation,
 )
 from celery_progress_mcp.store.sql import SqlStore
+from celery_progress_mcp.store.sql.statements import COUNT_BY_STATUS
 
 from .workers import KILL_SESSIONS, STEPS_PER_MEMBER, member, steady_writer
 
@@ -95,6 +96,7 @@ def test_eight_processes_on_one_session_lose_no_update(shared_url: str) -> None:
         assert kinds[sub][0] == "SubOperationAdded"
         assert kinds[sub][1] == "SubOperationStarted"
         assert kinds[sub][-1] == "SubOperationCompleted"
+    assert store.stats().sessions_by_state == {"completed": 1}
     tracker.close()
     store.close()
 
@@ -146,5 +148,9 @@ def check_consistent(store: SqlStore) -> None:
             assert len(updates) == n
             assert [event.data["percentage"] for event in updates[-1:]] == ([n % 100] if n else [])
         assert total > 0
+        # The live counts in the counters row moved in the same transactions.
+        with store.engine.connect() as connection:
+            grouped = {row[0]: row[1] for row in connection.execute(COUNT_BY_STATUS)}
+        assert store.stats().sessions_by_state == grouped
     finally:
         store.close()

@@ -278,3 +278,44 @@ def test_sessions_ties_on_created_at_are_ordered_by_id(make_store: MakeStore) ->
     for session_id in ("b", "a", "c"):
         create(store, session_id)
     assert [s.id for s in store.list_sessions(SessionQuery())] == ["c", "b", "a"]
+
+
+def test_pages_across_several_statuses(make_store: MakeStore) -> None:
+    store = make_store()
+    for index in range(12):
+        create(store, f"s{index:02d}", at=NOW + timedelta(seconds=index % 7))
+        if index % 3 == 1:
+            store.apply(f"s{index:02d}", update(5), history_limit=HISTORY)
+        elif index % 3 == 2:
+            store.apply(f"s{index:02d}", complete(), history_limit=HISTORY)
+    everyone = store.list_sessions(SessionQuery(limit=100))
+    wanted = ["initializing", "in_progress"]
+    expected = [s.id for s in everyone if s.status in wanted]
+    assert len(expected) == 8
+    for offset in range(0, 10, 3):
+        page = store.list_sessions(SessionQuery(statuses=wanted, limit=3, offset=offset))
+        assert [s.id for s in page] == expected[offset : offset + 3]
+    assert store.count_sessions(SessionQuery(statuses=wanted)) == 8
+
+
+def test_live_counts_match_the_sessions(make_store: MakeStore) -> None:
+    store = make_store()
+    for index in range(9):
+        create(store, f"s{index}")
+        if index % 3 == 0:
+            store.apply(f"s{index}", update(5), history_limit=HISTORY)
+        if index % 3 == 1:
+            store.apply(f"s{index}", complete(), history_limit=HISTORY)
+        if index == 0:
+            store.apply(
+                "s0", functools.partial(ENGINE.pause, reason="", now=NOW), history_limit=HISTORY
+            )
+    store.purge_finished(NOW + timedelta(hours=1), ENGINE.expired_event, limit=2)
+    listed = store.list_sessions(SessionQuery(limit=100))
+    counted: dict[str, int] = {}
+    for session in listed:
+        counted[session.status] = counted.get(session.status, 0) + 1
+    assert store.stats().sessions_by_state == counted
+    assert store.count_sessions(SessionQuery()) == len(listed)
+    for status in counted:
+        assert store.count_sessions(SessionQuery(statuses=[status])) == counted[status]

@@ -12,8 +12,9 @@ The Alembic migrations in ``store/migrations`` create exactly these tables;
 * ``progress_events``: the append-only event log. ``seq`` is assigned from
   ``progress_sequence`` inside the writing transaction, never by an
   autoincrement, so sequence order is commit order.
-* ``progress_counters``: lifetime totals, which outlive purged sessions; its
-  single row is also the lock that serialises session creation.
+* ``progress_counters``: lifetime totals, which outlive purged sessions, and
+  the number of sessions now in each status; its single row is also the
+  lock that serialises session creation and status changes.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import mysql, postgresql
 
+from ...core.states import SessionStatus
+
 __all__ = [
     "COUNTERS_ROW_ID",
     "MAX_ID_LENGTH",
@@ -49,6 +52,7 @@ __all__ = [
     "UtcDateTime",
     "counters",
     "events",
+    "live_column",
     "metadata",
     "sequence",
     "sessions",
@@ -143,6 +147,11 @@ def _sqlite_datetime(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value).replace(tzinfo=UTC)
 
 
+def live_column(status: str) -> str:
+    """The ``progress_counters`` column counting the sessions now in ``status``."""
+    return f"now_{status}"
+
+
 metadata = MetaData()
 
 _MYSQL: dict[str, Any] = {
@@ -179,8 +188,9 @@ sessions = Table(
     #: session at this revision can skip reading it again.
     Column("revision", BigInteger(), nullable=False),
     Index("ix_progress_sessions_status_created", "status", "created_at", "id"),
-    Index("ix_progress_sessions_operation_created", "operation_id", "created_at"),
-    Index("ix_progress_sessions_parent", "parent_id"),
+    # Each filter's index ends in (created_at, id): the order pages are read in.
+    Index("ix_progress_sessions_operation_created", "operation_id", "created_at", "id"),
+    Index("ix_progress_sessions_parent_created", "parent_id", "created_at", "id"),
     Index("ix_progress_sessions_created", "created_at", "id"),
     **_MYSQL,
 )
@@ -245,5 +255,8 @@ counters = Table(
     Column("failed", BigInteger(), nullable=False),
     Column("cancelled", BigInteger(), nullable=False),
     Column("completed_duration_s", Double(), nullable=False),
+    # Sessions in the store now, by status: kept in the same transactions
+    # that change a status, so stats and the capacity check read one row.
+    *(Column(live_column(status), BigInteger(), nullable=False) for status in SessionStatus),
     **_MYSQL,
 )

@@ -9,12 +9,14 @@ straight to the compiled form. Parameters named ``b_*`` select rows,
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
     Delete,
+    Double,
     Insert,
     Integer,
     Select,
@@ -36,6 +38,7 @@ from .schema import (
     SEQUENCE_ROW_ID,
     counters,
     events,
+    live_column,
     sequence,
     sessions,
     snapshots,
@@ -46,10 +49,8 @@ __all__ = [
     "ACTIVE",
     "ADVANCE_SEQUENCE",
     "ADVANCE_SEQUENCE_RETURNING",
-    "BUMP_CREATED",
-    "COUNT_ACTIVE",
     "COUNT_BY_STATUS",
-    "COUNT_ENDED",
+    "COUNT_PURGED",
     "DELETE_OLD_EVENTS",
     "DELETE_SESSION",
     "DELETE_SNAPSHOT",
@@ -61,6 +62,7 @@ __all__ = [
     "INSERT_SNAPSHOT",
     "INSERT_SUB_OPERATIONS",
     "LATEST_SESSION_EVENTS",
+    "LOCK_COUNTERS",
     "LOCK_SESSION",
     "OLD_EVENTS",
     "READ_COUNTERS",
@@ -77,6 +79,8 @@ __all__ = [
     "THIN_SNAPSHOTS",
     "UPDATE_SESSION",
     "UPDATE_SUB_OPERATION",
+    "count_created",
+    "count_moved",
     "events_after",
     "session_update_params",
     "sub_update_params",
@@ -138,7 +142,6 @@ def session_update_params(values: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
-COUNT_ACTIVE: Select[Any] = select(func.count()).select_from(sessions).where(_IS_ACTIVE)
 COUNT_BY_STATUS: Select[Any] = select(sessions.c.status, func.count().label("sessions")).group_by(
     sessions.c.status
 )
@@ -157,7 +160,7 @@ STALE_SESSIONS: Select[Any] = (
 #: Oldest first by creation, along the (status, created_at) index: sessions
 #: created first are, nearly always, the ones that ended first.
 FINISHED_BEFORE: Select[Any] = (
-    select(*SESSION_COLUMNS)
+    select(*SESSION_COLUMNS, sessions.c.status)
     .where(_IS_TERMINAL, sessions.c.updated_at < bindparam("b_before"))
     .order_by(sessions.c.created_at, sessions.c.id)
     .limit(bindparam("b_limit", type_=Integer))
@@ -231,24 +234,56 @@ THIN_SNAPSHOTS: Delete = delete(snapshots).where(
 
 # -- counters and the event log ---------------------------------------------------
 
-BUMP_CREATED: Update = (
-    update(counters).where(counters.c.id == COUNTERS_ROW_ID).values(created=counters.c.created + 1)
+#: The counters row, locked: creations queue here (capacity and duplicate checks).
+LOCK_COUNTERS: Select[Any] = (
+    select(counters).where(counters.c.id == COUNTERS_ROW_ID).with_for_update()
 )
 READ_COUNTERS: Select[Any] = select(counters).where(counters.c.id == COUNTERS_ROW_ID)
-COUNT_ENDED: dict[str, Update] = {
-    SessionStatus.COMPLETED: update(counters)
+_ENDED_TOTAL = {
+    SessionStatus.COMPLETED: counters.c.completed,
+    SessionStatus.FAILED: counters.c.failed,
+    SessionStatus.CANCELLED: counters.c.cancelled,
+}
+
+
+@functools.cache
+def count_created(status: str) -> Update:
+    """One more session created, now in ``status``."""
+    now = counters.c[live_column(status)]
+    return (
+        update(counters)
+        .where(counters.c.id == COUNTERS_ROW_ID)
+        .values({counters.c.created: counters.c.created + 1, now: now + 1})
+    )
+
+
+@functools.cache
+def count_moved(old: str, new: str) -> Update:
+    """A session moved from status ``old`` to ``new`` (``v_duration_s``: a completion's)."""
+    before, after = counters.c[live_column(old)], counters.c[live_column(new)]
+    values: dict[Any, Any] = {before: before - 1, after: after + 1}
+    ended = _ENDED_TOTAL.get(SessionStatus(new))
+    if ended is not None:
+        values[ended] = ended + 1
+    if new == SessionStatus.COMPLETED:
+        values[counters.c.completed_duration_s] = counters.c.completed_duration_s + bindparam(
+            "v_duration_s", type_=Double
+        )
+    return update(counters).where(counters.c.id == COUNTERS_ROW_ID).values(values)
+
+
+#: Purged sessions leave the live counts (``v_<status>``: how many of each).
+COUNT_PURGED: Update = (
+    update(counters)
     .where(counters.c.id == COUNTERS_ROW_ID)
     .values(
-        completed=counters.c.completed + 1,
-        completed_duration_s=counters.c.completed_duration_s + bindparam("v_duration_s"),
-    ),
-    SessionStatus.FAILED: update(counters)
-    .where(counters.c.id == COUNTERS_ROW_ID)
-    .values(failed=counters.c.failed + 1),
-    SessionStatus.CANCELLED: update(counters)
-    .where(counters.c.id == COUNTERS_ROW_ID)
-    .values(cancelled=counters.c.cancelled + 1),
-}
+        {
+            counters.c[live_column(status)]: counters.c[live_column(status)]
+            - bindparam(f"v_{status}", type_=BigInteger)
+            for status in SessionStatus
+        }
+    )
+)
 ADVANCE_SEQUENCE: Update = (
     update(sequence)
     .where(sequence.c.id == SEQUENCE_ROW_ID)

@@ -18,14 +18,16 @@ what differs is how they are kept across processes:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import random
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import Connection, Engine, Select, func, or_, select
+from sqlalchemy import Connection, Engine, Select, func, or_, select, union_all
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL
 
@@ -39,7 +41,7 @@ from ...core.models import (
     ProgressStats,
     SubOperation,
 )
-from ...core.states import TERMINAL_STATUSES, Completed, SessionStatus
+from ...core.states import ACTIVE_STATUSES, TERMINAL_STATUSES, Completed, SessionStatus
 from ..base import Mutation, SessionQuery, Store
 from . import codec
 from . import statements as q
@@ -49,7 +51,7 @@ from .connect import engine_from_url, prepare_engine
 from .dbapi import Executor
 from .failures import Failure, classify
 from .migrate import ensure_schema
-from .schema import sessions
+from .schema import live_column, sessions
 from .transactions import CommitInDoubt, Transactor
 
 __all__ = ["PURGE_EVENTS_BATCH", "PURGE_SESSIONS_BATCH", "SqlStore"]
@@ -157,11 +159,12 @@ class SqlStore(Store):
             attempted.clear()
             with ex.pipeline():
                 # First, so the row lock orders every creation (capacity, duplicate ids).
-                ex.run(q.BUMP_CREATED)
+                locked = ex.submit(q.LOCK_COUNTERS)
                 exists = ex.submit(q.SESSION_EXISTS, {"b_id": session.id})
-                counted = ex.submit(q.COUNT_ACTIVE)
+                totals = locked.one()
                 duplicate = exists.one() is not None
-                active = int(_scalar(counted.one()))
+            assert totals is not None
+            active = sum(int(totals[live_column(status)]) for status in ACTIVE_STATUSES)
             if duplicate:
                 raise InvalidProgress(f"a session with id {session.id!r} already exists")
             if active >= max_active:
@@ -170,6 +173,7 @@ class SqlStore(Store):
                     f"is {max_active}"
                 )
             with ex.pipeline():
+                ex.run(q.count_created(session.state.status))
                 values = codec.session_values(session)
                 values["snapshot_count"] = 1 if change.snapshot is not None else 0
                 values["revision"] = revision = _new_revision()
@@ -250,7 +254,7 @@ class SqlStore(Store):
                     new.sub_operations,
                 )
                 if new.state.status != current.state.status:
-                    self._count_transition(ex, new)
+                    self._count_transition(ex, current, new)
                 logged = self._log_events(ex, new, change.events)
                 if values is not None:
                     attempted.append(
@@ -357,13 +361,11 @@ class SqlStore(Store):
             return
         ex.run(q.THIN_SNAPSHOTS, {"b_id": session_id, "b_latest": index, "b_stride": stride})
 
-    def _count_transition(self, ex: Executor, new: ProgressSession) -> None:
-        statement = q.COUNT_ENDED.get(new.state.status)
-        if statement is None:
-            return
-        duration_s = new.state.duration_seconds if isinstance(new.state, Completed) else 0.0
-        if new.state.status == SessionStatus.COMPLETED:
-            ex.run(statement, {"v_duration_s": duration_s})
+    def _count_transition(self, ex: Executor, old: ProgressSession, new: ProgressSession) -> None:
+        """Move the session between the live counts (and count an ending)."""
+        statement = q.count_moved(old.state.status, new.state.status)
+        if isinstance(new.state, Completed):
+            ex.run(statement, {"v_duration_s": new.state.duration_seconds})
         else:
             ex.run(statement)
 
@@ -429,12 +431,7 @@ class SqlStore(Store):
         self._ready()
         if query.limit <= 0:
             return []
-        page = (
-            _filtered(select(*q.SESSION_COLUMNS), query)
-            .order_by(sessions.c.created_at.desc(), sessions.c.id.desc())
-            .limit(query.limit)
-            .offset(query.offset)
-        )
+        page = _page(query)
 
         def work(conn: Connection) -> list[ProgressSession]:
             rows = conn.execute(page).all()
@@ -451,33 +448,41 @@ class SqlStore(Store):
 
     def count_sessions(self, query: SessionQuery) -> int:
         self._ready()
+        if _by_status_only(query):
+            # What the live counts hold already: one row, however many sessions.
+            by_status = self._live_counts()
+            statuses = set(SessionStatus) if query.statuses is None else set(query.statuses)
+            return sum(count for status, count in by_status.items() if status in statuses)
         counting = _filtered(select(func.count()).select_from(sessions), query)
         return self._tx.read(lambda conn: int(conn.execute(counting).scalar_one()))
 
+    def _live_counts(self) -> dict[str, int]:
+        totals = self._tx.read_fast(lambda ex: ex.one(q.READ_COUNTERS))
+        assert totals is not None
+        return {str(status): int(totals[live_column(status)]) for status in SessionStatus}
+
     def stats(self) -> ProgressStats:
+        """From the counters row alone: kept by every transaction that changes a status."""
         self._ready()
-
-        def work(conn: Connection) -> ProgressStats:
-            by_status = {
-                str(row.status): int(row.sessions)
-                for row in conn.execute(q.COUNT_BY_STATUS)
-                if row.sessions
-            }
-            totals = conn.execute(q.READ_COUNTERS).one()
-            completed = int(totals.completed)
-            return ProgressStats(
-                active_sessions=sum(by_status.get(status, 0) for status in q.ACTIVE),
-                sessions_by_state=by_status,
-                avg_session_duration_seconds=(
-                    float(totals.completed_duration_s) / completed if completed else 0.0
-                ),
-                total_completed=completed,
-                total_failed=int(totals.failed),
-                total_cancelled=int(totals.cancelled),
-                total_created=int(totals.created),
-            )
-
-        return self._tx.read(work, snapshot=True)
+        totals = self._tx.read_fast(lambda ex: ex.one(q.READ_COUNTERS))
+        assert totals is not None
+        by_status = {
+            str(status): int(totals[live_column(status)])
+            for status in SessionStatus
+            if totals[live_column(status)]
+        }
+        completed = int(totals["completed"])
+        return ProgressStats(
+            active_sessions=sum(by_status.get(status, 0) for status in ACTIVE_STATUSES),
+            sessions_by_state=by_status,
+            avg_session_duration_seconds=(
+                float(totals["completed_duration_s"]) / completed if completed else 0.0
+            ),
+            total_completed=completed,
+            total_failed=int(totals["failed"]),
+            total_cancelled=int(totals["cancelled"]),
+            total_created=int(totals["created"]),
+        )
 
     def events_since(
         self, since: int, *, session_id: str | None = None, limit: int = 1000
@@ -541,9 +546,11 @@ class SqlStore(Store):
         with ex.pipeline():
             pending = [ex.submit(q.READ_SUB_OPERATIONS, key) for key in keys]
             subs = [[codec.decode_sub_operation(sub) for sub in p.all()] for p in pending]
+        purged = Counter(str(row["status"]) for row in rows)
         with ex.pipeline():
             for statement in q.DELETE_SESSION:
                 ex.run_many(statement, keys)
+            ex.run(q.COUNT_PURGED, {f"v_{status}": purged[status] for status in SessionStatus})
             builders = []
             for row, session_subs in zip(rows, subs, strict=True):
                 session = codec.decode_session(row, session_subs)
@@ -623,6 +630,50 @@ def _scalar(row: Mapping[str, Any] | None) -> Any:
     if row is None:
         raise LookupError("expected a row")
     return next(iter(row.values()))
+
+
+def _page(query: SessionQuery) -> Select[Any]:
+    """The page's query, newest first (ties: the greater id first).
+
+    With several statuses, each status's newest rows come from its own range
+    of the (status, created_at, id) index, in order, and the few are merged:
+    a planner given ``status IN (...)`` would walk all sessions by creation
+    time instead, filtering, which with mostly finished sessions is slow.
+    """
+    statuses = None if query.statuses is None else list(dict.fromkeys(query.statuses))
+    if statuses is None or len(statuses) < 2:
+        return (
+            _filtered(select(*q.SESSION_COLUMNS), query)
+            .order_by(sessions.c.created_at.desc(), sessions.c.id.desc())
+            .limit(query.limit)
+            .offset(query.offset)
+        )
+    parts = []
+    for status in statuses:
+        part = (
+            _filtered(select(*q.SESSION_COLUMNS), dataclasses.replace(query, statuses=[status]))
+            .order_by(sessions.c.created_at.desc(), sessions.c.id.desc())
+            .limit(query.offset + query.limit)
+            .subquery()
+        )
+        parts.append(select(*part.c))
+    merged = union_all(*parts).subquery()
+    return (
+        select(*merged.c)
+        .order_by(merged.c.created_at.desc(), merged.c.id.desc())
+        .limit(query.limit)
+        .offset(query.offset)
+    )
+
+
+def _by_status_only(query: SessionQuery) -> bool:
+    return (
+        query.operation_id is None
+        and query.parent_id is None
+        and query.created_after is None
+        and query.created_before is None
+        and not query.search
+    )
 
 
 def _filtered(query: Select[Any], filters: SessionQuery) -> Select[Any]:

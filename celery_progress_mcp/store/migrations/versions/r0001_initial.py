@@ -27,6 +27,8 @@ _MYSQL: dict[str, Any] = {
     "mariadb_engine": "InnoDB",
 }
 _CLUSTERED: dict[str, Any] = {**_MYSQL, "sqlite_with_rowid": False}
+#: Session statuses as of this revision (one live-count column each).
+_STATUSES = ("initializing", "in_progress", "paused", "completed", "failed", "cancelled")
 
 
 def _mysql_id_collation() -> str:
@@ -83,9 +85,13 @@ def upgrade() -> None:
     op.create_index(
         "ix_progress_sessions_operation_created",
         "progress_sessions",
-        ["operation_id", "created_at"],
+        ["operation_id", "created_at", "id"],
     )
-    op.create_index("ix_progress_sessions_parent", "progress_sessions", ["parent_id"])
+    op.create_index(
+        "ix_progress_sessions_parent_created",
+        "progress_sessions",
+        ["parent_id", "created_at", "id"],
+    )
     op.create_index("ix_progress_sessions_created", "progress_sessions", ["created_at", "id"])
     op.create_table(
         "progress_sub_operations",
@@ -141,6 +147,7 @@ def upgrade() -> None:
         sa.Column("failed", sa.BigInteger(), nullable=False),
         sa.Column("cancelled", sa.BigInteger(), nullable=False),
         sa.Column("completed_duration_s", sa.Double(), nullable=False),
+        *(sa.Column(f"now_{status}", sa.BigInteger(), nullable=False) for status in _STATUSES),
         **_MYSQL,
     )
     assert sequence is not None
@@ -156,6 +163,7 @@ def upgrade() -> None:
                 "failed": 0,
                 "cancelled": 0,
                 "completed_duration_s": 0.0,
+                **{f"now_{status}": 0 for status in _STATUSES},
             }
         ],
     )
