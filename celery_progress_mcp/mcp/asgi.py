@@ -10,6 +10,7 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
+from starlette.applications import Starlette
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..core.errors import ConfigError
@@ -65,36 +66,31 @@ def asgi_app(
     host: str = DEFAULT_HOST,
     path: str = MCP_PATH,
     **options: Any,
-) -> ASGIApp:
+) -> Starlette:
     """The streamable HTTP app (Starlette) for ``server``, behind a bearer token if given.
 
-    Mount it in an existing ASGI app (its lifespan must run: Starlette runs
-    a mounted app's lifespan only when the parent's lifespan enters it).
-    ``host`` is the address served, for the SDK's DNS-rebinding protection.
+    ``host`` is the address served, for the SDK's DNS-rebinding protection;
+    ``options`` go to the SDK's ``streamable_http_app``. Mounted inside
+    another app, its lifespan must run within the parent's::
+
+        mcp_app = asgi_app(server, token=...)
+
+        @contextlib.asynccontextmanager
+        async def lifespan(parent):
+            async with mcp_app.router.lifespan_context(mcp_app):
+                yield
+
+        parent = Starlette(routes=[Mount("/agents", mcp_app)], lifespan=lifespan)
     """
     if not is_loopback(host) and not token:
         raise ConfigError(
             f"refusing to serve MCP on {host} without a bearer token: "
             "pass a token or bind 127.0.0.1"
         )
-    app: ASGIApp = server.server.streamable_http_app(
-        streamable_http_path=path, host=host, **options
-    )
+    app = server.server.streamable_http_app(streamable_http_path=path, host=host, **options)
     if token:
-        app = _KeepLifespan(BearerToken(app, token), app)
+        app.add_middleware(BearerToken, token=token)
     return app
-
-
-class _KeepLifespan:
-    """Sends lifespan events straight to the app, everything else through ``front``."""
-
-    def __init__(self, front: ASGIApp, app: ASGIApp) -> None:
-        self.front = front
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        target = self.app if scope["type"] == "lifespan" else self.front
-        await target(scope, receive, send)
 
 
 def serve_http(

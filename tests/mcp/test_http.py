@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx2
@@ -13,6 +14,9 @@ import pytest
 import uvicorn
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Mount, Route
 
 from celery_progress_mcp import ConfigError, ProgressTracker
 from celery_progress_mcp.mcp import RunOptions, ServerOptions, asgi_app, build_server
@@ -36,22 +40,30 @@ def free_port() -> int:
         return port
 
 
-@pytest.fixture(scope="module")
-def url(demo_app: Any, tracker: ProgressTracker) -> Iterator[str]:
-    options = ServerOptions(run=RunOptions(poll_interval_s=0.2))
-    server = build_server(demo_app, TASKS, tracker=tracker, options=options)
+@contextlib.contextmanager
+def serving(app: Any) -> Iterator[str]:
+    """``app`` served by uvicorn in a thread; yields its base URL."""
     port = free_port()
-    config = uvicorn.Config(asgi_app(server, token=TOKEN), port=port, log_level="warning")
-    runner = uvicorn.Server(config)
+    runner = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning"))
     thread = threading.Thread(target=runner.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
     while not runner.started:
         assert time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}/mcp"
-    runner.should_exit = True
-    thread.join(10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        runner.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def url(demo_app: Any, tracker: ProgressTracker) -> Iterator[str]:
+    options = ServerOptions(run=RunOptions(poll_interval_s=0.2))
+    server = build_server(demo_app, TASKS, tracker=tracker, options=options)
+    with serving(asgi_app(server, token=TOKEN)) as base:
+        yield f"{base}/mcp"
 
 
 def client_for(url: str, token: str) -> Client:
@@ -103,3 +115,25 @@ def test_serving_beyond_loopback_needs_a_token(demo_app: Any, tracker: ProgressT
     with pytest.raises(ConfigError, match="without a bearer token"):
         asgi_app(server, host="0.0.0.0")
     assert asgi_app(server, host="0.0.0.0", token=TOKEN) is not None
+
+
+async def test_mounted_in_an_existing_app(demo_app: Any, tracker: ProgressTracker) -> None:
+    server = build_server(demo_app, TASKS, tracker=tracker)
+    mcp_app = asgi_app(server, token=TOKEN)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(parent: Starlette) -> AsyncIterator[None]:
+        async with mcp_app.router.lifespan_context(mcp_app):
+            yield
+
+    async def home(request: Any) -> PlainTextResponse:
+        return PlainTextResponse("the rest of the site")
+
+    parent = Starlette(routes=[Route("/", home), Mount("/agents", app=mcp_app)], lifespan=lifespan)
+    with serving(parent) as base:
+        async with client_for(f"{base}/agents/mcp", TOKEN) as client:
+            result = await client.call_tool("demo.count", {"n": 2})
+        async with httpx2.AsyncClient() as http:
+            page = await http.get(f"{base}/")
+    assert result.structured_content == {"counted": 2, "label": "count"}
+    assert page.text == "the rest of the site"
