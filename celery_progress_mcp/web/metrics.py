@@ -17,7 +17,7 @@ from prometheus_client.registry import Collector
 
 from ..core.models import ProgressEvent, ProgressEventType
 from ..core.states import SessionStatus
-from .access import TrackerAccess
+from .access import MAX_ACTIVE_SCAN_ROWS, TrackerAccess
 
 __all__ = ["CONTENT_TYPE", "DashboardMetrics"]
 
@@ -123,6 +123,13 @@ class _StoreCollector(Collector):
         for operation, count in sorted(Tally(s.operation_id for s in active).items()):
             per_operation.add_metric([operation], count)
         yield per_operation
+        truncated = GaugeMetricFamily(
+            f"{_PREFIX}_active_sessions_truncated",
+            f"1 when more than {MAX_ACTIVE_SCAN_ROWS} sessions are active and "
+            f"{_PREFIX}_active_sessions counts only the newest of them.",
+        )
+        truncated.add_metric([], 1 if len(active) >= MAX_ACTIVE_SCAN_ROWS else 0)
+        yield truncated
         average = GaugeMetricFamily(
             f"{_PREFIX}_average_session_duration_seconds",
             "Average duration of completed sessions, lifetime.",
