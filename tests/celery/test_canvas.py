@@ -28,7 +28,7 @@ def _check_rollup(events: list[ProgressEvent], session: ProgressSession) -> None
     assert percentages[-1] == 100.0
     assert any(0.0 < percentage < 100.0 for percentage in percentages)
     history = [
-        snap.state.percentage  # type: ignore[union-attr]
+        float(getattr(snap.state, "percentage", None) or 0.0)
         for snap in session.history
         if snap.state.status == "in_progress"
     ]
