@@ -63,6 +63,14 @@ def die(self: Any) -> int:
     return 0
 
 
+@progress_task(app, name="mcpproj.sleepy")
+def sleepy(self: Any, seconds: float = 60.0) -> str:
+    """Reports once, then sleeps without reporting: only terminating stops it."""
+    self.progress.update(1, step="sleeping")
+    time.sleep(seconds)
+    return "woke up"
+
+
 @app.task(name="mcpproj.add")
 def add(a: int, b: int) -> int:
     """Adds two numbers (a plain, untracked task)."""

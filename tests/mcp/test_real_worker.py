@@ -32,7 +32,7 @@ from .test_stdio import RawPeer
 
 pytestmark = [pytest.mark.anyio, pytest.mark.server, pytest.mark.slow]
 
-TOOLS = ["mcpproj.count", "mcpproj.fail", "mcpproj.add", "mcpproj.die"]
+TOOLS = ["mcpproj.count", "mcpproj.fail", "mcpproj.add", "mcpproj.die", "mcpproj.sleepy"]
 LOOKAROUND = {"get_progress", "list_sessions", "cancel_session", "progress_stats"}
 TOKEN = "e2e-token"
 
@@ -79,10 +79,10 @@ def server_command(*extra: str) -> list[str]:
     return ["-m", "celery_progress_mcp.mcp", "-A", "tests.mcp.project:app", *tools, *extra]
 
 
-def stdio_client(env: dict[str, str], **options: Any) -> Client:
+def stdio_client(env: dict[str, str], *extra: str, **options: Any) -> Client:
     parameters = StdioServerParameters(
         command=sys.executable,
-        args=server_command("--pickup-timeout", "20"),
+        args=server_command("--pickup-timeout", "20", *extra),
         env=env,
         cwd=str(ROOT),
     )
@@ -237,6 +237,34 @@ async def test_a_dead_worker_process_is_an_error_not_a_hang(
     text = died.content[0].text  # type: ignore[union-attr]
     assert "WORKER_LOST" in text or "WorkerLost" in text, text
     assert after.structured_content == {"result": 2}
+
+
+async def test_with_terminate_a_cancel_stops_a_task_that_never_reports_again(
+    env: dict[str, str], worker: None, project: ModuleType
+) -> None:
+    started = anyio.Event()
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        started.set()
+
+    async with stdio_client(env, "--terminate") as client:
+        with anyio.CancelScope() as scope:
+
+            async def call() -> None:
+                await client.call_tool("mcpproj.sleepy", {}, progress_callback=on_progress)
+
+            async with anyio.create_task_group() as group:
+                group.start_soon(call)
+                await started.wait()
+                scope.cancel()  # the SDK sends notifications/cancelled for the call
+        sessions = project.tracker.list_sessions(operation_id="mcpproj.sleepy", limit=1)
+        result = project.app.AsyncResult(sessions[0].id)
+        for _ in range(100):
+            if result.state == "REVOKED":
+                break
+            await anyio.sleep(0.1)
+    assert result.state == "REVOKED", "the worker's process running the task was terminated"
+    assert project.tracker.get_session(sessions[0].id).status == "cancelled"
 
 
 def free_port() -> int:
