@@ -207,3 +207,27 @@ def test_mounted_under_a_prefix(tracker: ProgressTracker, sessions: Sessions) ->
         assert f'href="/progress/sessions/{sessions.running}"' in page.text
         assert client.get("/progress/api/stats").json()["total_created"] == 7
         assert client.get("/progress/static/dashboard.js").status_code == 200
+
+
+def test_routed_by_a_plain_asgi_dispatcher(tracker: ProgressTracker, sessions: Sessions) -> None:
+    """The Django ``asgi.py`` recipe of create_app's docstring: a prefix and a root_path."""
+    from starlette.responses import PlainTextResponse
+    from starlette.types import Receive, Scope, Send
+
+    dashboard = create_app(tracker)
+    other = PlainTextResponse("the rest of the site")
+
+    async def application(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/progress/"):
+            scope = {**scope, "root_path": scope.get("root_path", "") + "/progress"}
+            await dashboard(scope, receive, send)
+            return
+        await other(scope, receive, send)
+
+    # No ``with``: like Django's handler, this dispatcher does not speak lifespan.
+    client = TestClient(application, base_url="http://127.0.0.1")
+    assert client.get("/elsewhere").text == "the rest of the site"
+    page = client.get("/progress/")
+    assert f'href="/progress/sessions/{sessions.running}"' in page.text
+    assert client.get(f"/progress/api/sessions/{sessions.running}").status_code == 200
+    assert client.get("/progress/api/openapi.json").json()["servers"] == [{"url": "/progress"}]
