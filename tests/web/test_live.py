@@ -257,3 +257,22 @@ def test_unknown_live_source_is_refused(tracker: ProgressTracker) -> None:
 
     with pytest.raises(InvalidProgress):
         LiveHub(TrackerAccess(tracker), source="carrier pigeon")
+
+
+def test_a_watched_session_resumes_alone(tracker: ProgressTracker, http: httpx.Client) -> None:
+    watched = tracker.create_session("watched")
+    since = tracker.store.last_seq()
+    other = tracker.create_session("other")
+    tracker.update_progress(other, InProgress(percentage=5))
+    tracker.update_progress(watched, InProgress(percentage=45, current_step="while away"))
+    tracker.update_progress(other, InProgress(percentage=6))
+    query = f"session_id={watched}&since={since}"
+    with (
+        serving(create_app(tracker)) as url,
+        http.stream("GET", f"{url}/api/events?{query}") as response,
+    ):
+        stream = frames(response)
+        assert next(stream).event == "hello"
+        replayed = next(stream)
+    assert [update["id"] for update in replayed.data["updates"]] == [watched]
+    assert replayed.data["updates"][0]["current_step"] == "while away"
