@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import heapq
 import threading
 from bisect import bisect_right
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 
 from ..core.engine import Change, EventDraft
@@ -122,12 +123,12 @@ class MemoryStore(Store):
                 return session
             return session.replace(history=tuple(self._history[session_id]))
 
-    def _matching(self, query: SessionQuery) -> list[ProgressSession]:
+    def _matching(self, query: SessionQuery) -> Iterator[ProgressSession]:
         with self._lock:
             sessions = list(self._sessions.values())
         statuses = set(query.statuses) if query.statuses is not None else None
         needle = query.search.casefold() if query.search else None
-        return [
+        return (
             s
             for s in sessions
             if (statuses is None or s.state.status in statuses)
@@ -136,14 +137,17 @@ class MemoryStore(Store):
             and (query.parent_id is None or s.parent_id == query.parent_id)
             and (query.created_after is None or s.created_at >= query.created_after)
             and (query.created_before is None or s.created_at < query.created_before)
-        ]
+        )
 
     def list_sessions(self, query: SessionQuery) -> list[ProgressSession]:
-        found = sorted(self._matching(query), key=lambda s: (s.created_at, s.id), reverse=True)
-        return found[query.offset : query.offset + query.limit]
+        # A page needs only the newest offset+limit: a bounded heap, not a full sort.
+        newest = heapq.nlargest(
+            query.offset + query.limit, self._matching(query), key=lambda s: (s.created_at, s.id)
+        )
+        return newest[query.offset :]
 
     def count_sessions(self, query: SessionQuery) -> int:
-        return len(self._matching(query))
+        return sum(1 for _ in self._matching(query))
 
     def stats(self) -> ProgressStats:
         with self._lock:
