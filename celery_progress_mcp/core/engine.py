@@ -471,6 +471,10 @@ class Engine:
                 current_step_number=None,
                 eta_seconds=None,
             )
+        elif isinstance(state, InProgress) and state.percentage is None:
+            # History is drawn over time: record the rolled-up percentage of
+            # that moment, which the sub-operations alone would not give later.
+            state = state.replace(percentage=session.percentage)
         return ProgressSnapshot.trusted(
             timestamp=now,
             state=state,
