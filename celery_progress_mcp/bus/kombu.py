@@ -33,7 +33,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from kombu import Connection, Consumer, Exchange, Queue
@@ -58,9 +58,6 @@ DEFAULT_EXCHANGE = "celery_progress.events"
 Backfill = Callable[[int], Sequence[ProgressEvent]]
 #: The highest sequence number in the store's log.
 LatestSeq = Callable[[], int]
-#: Called in the publisher thread after each batch reached the broker, with
-#: the producer that sent it (e.g. to emit Celery's own ``task-progress`` events).
-AfterPublish = Callable[[Any, Sequence[ProgressEvent]], None]
 
 #: Events queued for the publisher thread before the oldest are dropped.
 PUBLISH_QUEUE_SIZE = 10_000
@@ -83,8 +80,9 @@ class KombuBus(EventBus):
     """A gap-free, ordered event stream over a Celery broker's fanout exchange.
 
     ``connection``: a kombu Connection (``app.connection_for_write()``); the
-    bus clones it for its consumer. ``producer_pool``: a kombu producer pool
-    (``app.producer_pool``); without one the publisher keeps its own producer.
+    bus clones it for its consumer. ``connection_pool``: returns a kombu
+    connection pool (``lambda: app.pool``) from which the publisher takes the
+    connection it keeps; without one it keeps a clone of ``connection``.
     ``backfill`` and ``latest_seq`` read the shared store's event log.
     ``consume``: False makes a publish-only bus that starts no consumer until
     :meth:`start_consuming` is called (a worker process that nobody in it
@@ -97,15 +95,15 @@ class KombuBus(EventBus):
         *,
         backfill: Backfill,
         latest_seq: LatestSeq,
-        producer_pool: Any | None = None,
+        connection_pool: Callable[[], Any] | None = None,
         exchange: str = DEFAULT_EXCHANGE,
         poll_interval_s: float = 1.0,
         reorder_grace_s: float = 0.05,
         consume: bool = True,
-        after_publish: AfterPublish | None = None,
     ) -> None:
         self._connection = connection
-        self._producer_pool = producer_pool
+        self._connection_pool = connection_pool
+        self._publishing: tuple[Any, Any] | None = None
         self._backfill = backfill
         self._latest_seq = latest_seq
         # Not auto-deleted: publishers cache their declarations, and an exchange
@@ -114,7 +112,6 @@ class KombuBus(EventBus):
         self._poll_interval_s = poll_interval_s
         self._reorder_grace_s = reorder_grace_s
         self._consume_on_subscribe = consume
-        self._after_publish = after_publish
         self.fanout = transport_has_fanout(connection)
 
         self._lock = threading.Lock()
@@ -143,7 +140,7 @@ class KombuBus(EventBus):
     def publish(self, events: Sequence[ProgressEvent]) -> None:
         if not events or self._closed:
             return
-        if not self.fanout and self._after_publish is None:
+        if not self.fanout:
             return  # subscribers poll the store; nothing to send
         with self._outbox_ready:
             overflow = len(self._outbox) + len(events) - PUBLISH_QUEUE_SIZE
@@ -184,8 +181,14 @@ class KombuBus(EventBus):
                     self._outbox_ready.notify_all()
 
     def _send(self, batch: Sequence[ProgressEvent]) -> None:
-        with self._producer() as producer:
-            if self.fanout:
+        if not self.fanout:
+            return
+        producer = self._producer()
+        # kombu >= 5.6 sends a batch in one round trip where the transport can
+        # (a Redis pipeline); one event at a time elsewhere.
+        batching = getattr(producer, "batch", None)
+        try:
+            with batching(max_size=len(batch)) if batching is not None else nullcontext():
                 for event in batch:
                     producer.publish(
                         event.model_dump(mode="json"),
@@ -194,23 +197,36 @@ class KombuBus(EventBus):
                         serializer="json",
                         declare=[self._exchange],
                         delivery_mode=1,
-                        retry=True,
-                        retry_policy={"max_retries": 1, "interval_start": 0.05},
+                        retry=False,  # the publish loop backs off and reconnects itself
                     )
-            if self._after_publish is not None:
-                try:
-                    self._after_publish(producer, batch)
-                except Exception:
-                    logger.exception("progress after-publish hook failed")
+        except Exception:
+            self._drop_producer()
+            raise
 
-    @contextmanager
-    def _producer(self) -> Iterator[Any]:
-        if self._producer_pool is not None:
-            with self._producer_pool.acquire(block=True, timeout=5) as producer:
-                yield producer
-            return
-        with self._connection.clone() as connection:
-            yield connection.Producer()
+    def _producer(self) -> Any:
+        """The publisher thread's producer, over a connection it keeps between batches.
+
+        Taking a producer from a pool for each batch would open a channel
+        each time (milliseconds on Redis); the thread holds one connection of
+        the pool instead, until an error makes it start over.
+        """
+        if self._publishing is None:
+            pool = self._connection_pool() if self._connection_pool is not None else None
+            connection = (
+                pool.acquire(block=True, timeout=5)
+                if pool is not None
+                else self._connection.clone()
+            )
+            self._publishing = (connection, connection.Producer())
+        return self._publishing[1]
+
+    def _drop_producer(self) -> None:
+        held, self._publishing = self._publishing, None
+        if held is not None:
+            try:
+                held[0].release()
+            except Exception:
+                logger.debug("could not release the publisher's connection", exc_info=True)
 
     def wait_published(self, timeout_s: float = 5.0) -> bool:
         """Wait until every event queued so far reached the broker; False on timeout."""
@@ -410,3 +426,4 @@ class KombuBus(EventBus):
         for thread in (self._publisher, self._consumer):
             if thread is not None and thread is not threading.current_thread():
                 thread.join(timeout=5)
+        self._drop_producer()

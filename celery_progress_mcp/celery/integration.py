@@ -146,7 +146,7 @@ class Integration:
         app = self.app
         bus = KombuBus(
             app.connection_for_write(),
-            producer_pool=_LazyProducerPool(app),
+            connection_pool=lambda: app.pool,  # looked up when first used: after a fork
             backfill=store.events_since,
             latest_seq=store.last_seq,
             exchange=exchange_for(self.settings.bus_exchange, self.config.store_url),
@@ -675,16 +675,6 @@ class Integration:
 def _detached_handle(tracker: CeleryProgressTracker | None = None) -> TaskProgress:
     """A handle for a task called directly (no request id): reports nowhere."""
     return TaskProgress(None, "detached")
-
-
-class _LazyProducerPool:
-    """The app's producer pool, looked up when first used (after any fork)."""
-
-    def __init__(self, app: Celery) -> None:
-        self._app = app
-
-    def acquire(self, *arguments: Any, **options: Any) -> Any:
-        return self._app.producer_pool.acquire(*arguments, **options)
 
 
 def _watch_forks() -> None:
