@@ -86,7 +86,7 @@ def decode_session(
     subs: Sequence[SubOperation] = (),
     history: Sequence[ProgressSnapshot] = (),
 ) -> ProgressSession:
-    return ProgressSession.model_construct(
+    return ProgressSession.trusted(
         id=values["id"],
         operation_id=values["operation_id"],
         created_at=values["created_at"],
@@ -117,7 +117,7 @@ def sub_operation_values(session_id: str, position: int, sub: SubOperation) -> d
 
 
 def decode_sub_operation(values: Mapping[Any, Any]) -> SubOperation:
-    return SubOperation.model_construct(
+    return SubOperation.trusted(
         id=values["id"],
         name=values["name"],
         state=SubOperationState(values["state"]),
@@ -162,7 +162,7 @@ def numbered_event_params(back: int, session: ProgressSession, draft: EventDraft
 
 
 def logged_event(seq: int, session: ProgressSession, draft: EventDraft) -> ProgressEvent:
-    return ProgressEvent.model_construct(
+    return ProgressEvent.trusted(
         seq=seq,
         session_id=session.id,
         operation_id=session.operation_id,
@@ -174,7 +174,7 @@ def logged_event(seq: int, session: ProgressSession, draft: EventDraft) -> Progr
 
 def decode_event(values: Mapping[Any, Any]) -> ProgressEvent:
     data: JsonDict = json.loads(values["data"])
-    return ProgressEvent.model_construct(
+    return ProgressEvent.trusted(
         seq=values["seq"],
         session_id=values["session_id"],
         operation_id=values["operation_id"],

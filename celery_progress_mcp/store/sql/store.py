@@ -18,7 +18,6 @@ what differs is how they are kept across processes:
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import random
 from collections import Counter
@@ -27,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import Connection, Engine, Select, func, or_, select, union_all
+from sqlalchemy import Connection, Engine
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL
 
@@ -43,7 +42,7 @@ from ...core.models import (
 )
 from ...core.states import ACTIVE_STATUSES, TERMINAL_STATUSES, Completed, SessionStatus
 from ..base import Mutation, SessionQuery, Store
-from . import codec
+from . import codec, listing
 from . import statements as q
 from .cache import CachedSession, SessionCache
 from .checkpoint import WalCheckpointer
@@ -51,7 +50,7 @@ from .connect import engine_from_url, prepare_engine
 from .dbapi import Executor
 from .failures import Failure, classify
 from .migrate import ensure_schema
-from .schema import live_column, sessions
+from .schema import live_column
 from .transactions import CommitInDoubt, Transactor
 
 __all__ = ["PURGE_EVENTS_BATCH", "PURGE_SESSIONS_BATCH", "SqlStore"]
@@ -431,10 +430,10 @@ class SqlStore(Store):
         self._ready()
         if query.limit <= 0:
             return []
-        page = _page(query)
+        page, params = listing.page_statement(query)
 
         def work(conn: Connection) -> list[ProgressSession]:
-            rows = conn.execute(page).all()
+            rows = conn.execute(page, params).all()
             subs: dict[str, list[SubOperation]] = {}
             if rows:
                 ids = [row.id for row in rows]
@@ -453,8 +452,8 @@ class SqlStore(Store):
             by_status = self._live_counts()
             statuses = set(SessionStatus) if query.statuses is None else set(query.statuses)
             return sum(count for status, count in by_status.items() if status in statuses)
-        counting = _filtered(select(func.count()).select_from(sessions), query)
-        return self._tx.read(lambda conn: int(conn.execute(counting).scalar_one()))
+        counting, params = listing.count_statement(query)
+        return self._tx.read(lambda conn: int(conn.execute(counting, params).scalar_one()))
 
     def _live_counts(self) -> dict[str, int]:
         totals = self._tx.read_fast(lambda ex: ex.one(q.READ_COUNTERS))
@@ -632,40 +631,6 @@ def _scalar(row: Mapping[str, Any] | None) -> Any:
     return next(iter(row.values()))
 
 
-def _page(query: SessionQuery) -> Select[Any]:
-    """The page's query, newest first (ties: the greater id first).
-
-    With several statuses, each status's newest rows come from its own range
-    of the (status, created_at, id) index, in order, and the few are merged:
-    a planner given ``status IN (...)`` would walk all sessions by creation
-    time instead, filtering, which with mostly finished sessions is slow.
-    """
-    statuses = None if query.statuses is None else list(dict.fromkeys(query.statuses))
-    if statuses is None or len(statuses) < 2:
-        return (
-            _filtered(select(*q.SESSION_COLUMNS), query)
-            .order_by(sessions.c.created_at.desc(), sessions.c.id.desc())
-            .limit(query.limit)
-            .offset(query.offset)
-        )
-    parts = []
-    for status in statuses:
-        part = (
-            _filtered(select(*q.SESSION_COLUMNS), dataclasses.replace(query, statuses=[status]))
-            .order_by(sessions.c.created_at.desc(), sessions.c.id.desc())
-            .limit(query.offset + query.limit)
-            .subquery()
-        )
-        parts.append(select(*part.c))
-    merged = union_all(*parts).subquery()
-    return (
-        select(*merged.c)
-        .order_by(merged.c.created_at.desc(), merged.c.id.desc())
-        .limit(query.limit)
-        .offset(query.offset)
-    )
-
-
 def _by_status_only(query: SessionQuery) -> bool:
     return (
         query.operation_id is None
@@ -674,28 +639,6 @@ def _by_status_only(query: SessionQuery) -> bool:
         and query.created_before is None
         and not query.search
     )
-
-
-def _filtered(query: Select[Any], filters: SessionQuery) -> Select[Any]:
-    if filters.statuses is not None:
-        query = query.where(sessions.c.status.in_([str(s) for s in filters.statuses]))
-    if filters.operation_id is not None:
-        query = query.where(sessions.c.operation_id == filters.operation_id)
-    if filters.parent_id is not None:
-        query = query.where(sessions.c.parent_id == filters.parent_id)
-    if filters.created_after is not None:
-        query = query.where(sessions.c.created_at >= filters.created_after)
-    if filters.created_before is not None:
-        query = query.where(sessions.c.created_at < filters.created_before)
-    if filters.search:
-        needle = filters.search.casefold()
-        query = query.where(
-            or_(
-                func.lower(sessions.c.id).contains(needle, autoescape=True),
-                func.lower(sessions.c.operation_id).contains(needle, autoescape=True),
-            )
-        )
-    return query
 
 
 def _progress_only(old: ProgressSession, new: ProgressSession) -> bool:
