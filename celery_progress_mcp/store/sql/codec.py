@@ -35,8 +35,14 @@ __all__ = [
 ]
 
 
+#: Built once: ``json.dumps`` with options builds a new encoder on every call.
+_encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+
+
 def dump_json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), allow_nan=False)
+    if not value and isinstance(value, dict):
+        return "{}"  # most updates carry no metadata
+    return _encode(value)
 
 
 def check_ids(session: ProgressSession) -> None:

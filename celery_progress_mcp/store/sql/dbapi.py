@@ -16,6 +16,7 @@ first one is fetched, so a group of statements costs one round trip.
 from __future__ import annotations
 
 import contextlib
+import operator
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -29,14 +30,21 @@ __all__ = ["Executor", "Prepared", "Row", "compile_for"]
 Row = dict[str, Any]
 
 _Processor = Callable[[Any], Any]
-#: Marks a parameter without a value written into the statement.
-_REQUIRED = object()
 
 
 class Prepared:
     """One statement compiled for one dialect."""
 
-    __slots__ = ("_bind", "_columns", "_defaults", "_names", "_plan", "_results", "sql")
+    __slots__ = (
+        "_bind",
+        "_columns",
+        "_defaults",
+        "_names",
+        "_pick",
+        "_positions",
+        "_results",
+        "sql",
+    )
 
     def __init__(self, statement: ClauseElement, dialect: Dialect) -> None:
         compiled = statement.compile(dialect=dialect)
@@ -55,10 +63,14 @@ class Prepared:
                 self._defaults[name] = value if processor is None else processor(value)
             elif processor is not None:
                 self._bind[name] = processor
-        #: Positional dialects: (name, default, processor) in parameter order.
-        self._plan: tuple[tuple[str, Any, _Processor | None], ...] = tuple(
-            (name, self._defaults.get(name, _REQUIRED), self._bind.get(name))
-            for name in self._names or ()
+        names = self._names or ()
+        #: Positional dialects: the values in parameter order, picked in C...
+        self._pick: Callable[[Mapping[str, Any]], Any] = (
+            operator.itemgetter(*names) if names else (lambda values: ())
+        )
+        #: ...then processed where a type asks for it.
+        self._positions = tuple(
+            (index, self._bind[name]) for index, name in enumerate(names) if name in self._bind
         )
         columns = getattr(statement, "exported_columns", ())
         self._columns = tuple(column.key for column in columns)
@@ -78,10 +90,12 @@ class Prepared:
                 if name in merged:
                     merged[name] = processor(merged[name])
             return merged
-        ordered = []
-        for name, default, process in self._plan:
-            value = values[name] if default is _REQUIRED else values.get(name, default)
-            ordered.append(value if process is None else process(value))
+        if self._defaults:
+            values = {**self._defaults, **values}
+        picked = self._pick(values)
+        ordered = [picked] if len(self._names) == 1 else list(picked)
+        for index, process in self._positions:
+            ordered[index] = process(ordered[index])
         return ordered
 
     def row(self, values: Sequence[Any]) -> Row:
