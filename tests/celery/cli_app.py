@@ -18,6 +18,6 @@ app.conf.progress_bus = "local"
 tracker = install(app)
 
 
-@progress_task(app, name="cpmcli.work")
+@progress_task(app, name="cpmcli.work", shared=False)
 def work(self: object) -> None:
     return None
