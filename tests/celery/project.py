@@ -37,6 +37,8 @@ class ProjectConfig:
     heartbeat_timeout_s: float = 60.0
     filesystem_dir: str = ""
     visibility_timeout_s: float = 3600.0
+    #: Send Celery's ``task-progress`` events (as a worker started with ``-E`` does).
+    task_events: bool = True
 
     def env(self) -> dict[str, str]:
         return {
@@ -48,6 +50,7 @@ class ProjectConfig:
             "CPM_TEST_HEARTBEAT_S": str(self.heartbeat_timeout_s),
             "CPM_TEST_FS_DIR": self.filesystem_dir,
             "CPM_TEST_VISIBILITY_S": str(self.visibility_timeout_s),
+            "CPM_TEST_TASK_EVENTS": "1" if self.task_events else "",
         }
 
     @classmethod
@@ -62,6 +65,7 @@ class ProjectConfig:
             heartbeat_timeout_s=float(env["CPM_TEST_HEARTBEAT_S"]),
             filesystem_dir=env.get("CPM_TEST_FS_DIR", ""),
             visibility_timeout_s=float(env.get("CPM_TEST_VISIBILITY_S", "3600")),
+            task_events=bool(env.get("CPM_TEST_TASK_EVENTS")),
         )
 
 
@@ -103,6 +107,7 @@ def make_project(config: ProjectConfig) -> Project:
     app.conf.progress_update_interval_ms = config.window_ms
     app.conf.progress_heartbeat_timeout_seconds = config.heartbeat_timeout_s
     app.conf.progress_poll_interval_seconds = 0.5
+    app.conf.progress_task_events = config.task_events
     tracker = install(app)
     project = Project(config, app, tracker)
     _register_tasks(project)

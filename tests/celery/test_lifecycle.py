@@ -6,8 +6,11 @@ and SQLite; Redis and PostgreSQL; RabbitMQ and SQLite).
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import uuid
 
+from celery.events.state import State
 from celery.result import AsyncResult
 
 from celery_progress_mcp import Cancelled, Completed, Failed, ProgressEvent, Subscription
@@ -175,3 +178,39 @@ def test_cancelling_a_queued_task_revokes_it(project: Project) -> None:
     session = project.tracker.get_session(result.id)
     assert isinstance(session.state, Cancelled)
     assert not any(snap.state.status == "in_progress" for snap in session.history)
+
+
+def test_celery_events_show_the_progress_state_as_flower_does(project: Project) -> None:
+    """Flower builds its task list with celery.events.state.State from the event stream."""
+    state = State()
+    stop = threading.Event()
+    listening = threading.Event()
+
+    def listen() -> None:
+        with project.app.connection_for_read() as connection:
+            receiver = project.app.events.Receiver(connection, handlers={"*": state.event})
+            receiver.should_stop = False
+
+            def check(*_: object) -> None:
+                listening.set()
+                receiver.should_stop = stop.is_set()
+
+            receiver.on_iteration = check  # type: ignore[method-assign]
+            with contextlib.suppress(TimeoutError):
+                receiver.capture(limit=None, timeout=60, wakeup=False)
+
+    thread = threading.Thread(target=listen, daemon=True)
+    thread.start()
+    listening.wait(10)
+    result = project.report.delay([20.0, 40.0, 60.0, 80.0], 0.3)
+
+    def progress_seen() -> bool:
+        task = state.tasks.get(result.id)
+        return task is not None and task.state == "PROGRESS"
+
+    try:
+        wait_for(progress_seen, 30)
+    finally:
+        stop.set()
+        thread.join(10)
+    result.get(timeout=30)
