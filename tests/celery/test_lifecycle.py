@@ -195,7 +195,7 @@ def test_celery_events_show_the_progress_state_as_flower_does(project: Project) 
                 listening.set()
                 receiver.should_stop = stop.is_set()
 
-            receiver.on_iteration = check  # type: ignore[method-assign]
+            receiver.on_iteration = check
             with contextlib.suppress(TimeoutError):
                 receiver.capture(limit=None, timeout=60, wakeup=False)
 
