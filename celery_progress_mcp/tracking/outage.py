@@ -118,6 +118,7 @@ class OutageBuffer:
         probe: Callable[[], bool],
         update_function: Callable[..., Change],
         capacity: int = DEFAULT_OUTAGE_CAPACITY,
+        background: bool = True,
     ) -> None:
         self._replay = replay
         #: Whether the store answers; called without the lock, so a store that
@@ -139,6 +140,8 @@ class OutageBuffer:
         self._dropped = 0
         self._refused = 0
         self._replayed = 0
+        #: Retry in a thread of our own; without, only ``drain()`` calls retry.
+        self._background = background
         self._thread: threading.Thread | None = None
         self._wakeup = threading.Event()
         self._closed = False
@@ -258,7 +261,9 @@ class OutageBuffer:
                     del self._queues[session_id]
 
     def _start_retrying(self) -> None:
-        if self._closed or (self._thread is not None and self._thread.is_alive()):
+        if not self._background or self._closed:
+            return
+        if self._thread is not None and self._thread.is_alive():
             return
         self._wakeup.clear()
         self._thread = threading.Thread(

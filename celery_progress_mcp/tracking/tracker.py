@@ -114,6 +114,9 @@ class ProgressTracker:
             self._lock,
             probe=self._store_answers,
             update_function=self.engine.update,
+            # Like the window flusher: no thread under a hand-driven clock;
+            # flush() (and cleanup, and close) retry instead.
+            background=background and getattr(self.clock, "add_listener", None) is None,
         )
         self._flusher = WindowFlusher(
             self.clock,

@@ -14,8 +14,7 @@ def store_from_url(url: str) -> Store:
     if url in ("memory://", "memory:", "memory"):
         return MemoryStore()
     try:
-        from ..store.sql import SqlStore  # type: ignore[import-not-found,unused-ignore]
+        from ..store.sql import SqlStore
     except ImportError as exc:
         raise ConfigError(f"store_url {url!r}: the SQL store is not available ({exc})") from exc
-    store: Store = SqlStore(url)
-    return store
+    return SqlStore(url)

@@ -17,6 +17,7 @@ from celery_progress_mcp import (
     ConfigError,
     InvalidProgress,
     ProgressConfig,
+    ProgressTracker,
     SessionQuery,
     SubOperation,
     SubOperationUpdate,
@@ -344,3 +345,16 @@ def test_a_write_whose_commit_was_in_doubt_is_never_applied_twice(
     finally:
         monkeypatch.undo()
         store.close()
+
+
+def test_a_tracker_opens_the_store_its_config_names(sql_store_url: str) -> None:
+    plain = sql_store_url.replace("+psycopg", "").replace("+pymysql", "")  # bare dialects
+    tracker = ProgressTracker(ProgressConfig(store_url=plain))
+    try:
+        assert isinstance(tracker.store, SqlStore)
+        session_id = tracker.create_session("op")
+        tracker.complete_session(session_id)
+        assert tracker.get_session(session_id).status == "completed"
+        assert tracker.health()["status"] == "ok"
+    finally:
+        tracker.close()
