@@ -33,7 +33,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from typing import Any
 
 from kombu import Connection, Consumer, Exchange, Queue
@@ -103,7 +103,7 @@ class KombuBus(EventBus):
     ) -> None:
         self._connection = connection
         self._connection_pool = connection_pool
-        self._publishing: tuple[Any, Any] | None = None
+        self._publishing: tuple[Any, Any, Any] | None = None
         self._backfill = backfill
         self._latest_seq = latest_seq
         # Not auto-deleted: publishers cache their declarations, and an exchange
@@ -183,32 +183,33 @@ class KombuBus(EventBus):
     def _send(self, batch: Sequence[ProgressEvent]) -> None:
         if not self.fanout:
             return
-        producer = self._producer()
-        # kombu >= 5.6 sends a batch in one round trip where the transport can
-        # (a Redis pipeline); one event at a time elsewhere.
-        batching = getattr(producer, "batch", None)
+        producer, batching = self._producer()
         try:
-            with batching(max_size=len(batch)) if batching is not None else nullcontext():
-                for event in batch:
-                    producer.publish(
-                        event.model_dump(mode="json"),
-                        exchange=self._exchange,
-                        routing_key="progress",
-                        serializer="json",
-                        declare=[self._exchange],
-                        delivery_mode=1,
-                        retry=False,  # the publish loop backs off and reconnects itself
-                    )
-        except Exception:
-            self._drop_producer()
+            for event in batch:
+                producer.publish(
+                    event.model_dump(mode="json"),
+                    exchange=self._exchange,
+                    routing_key="progress",
+                    serializer="json",
+                    declare=[self._exchange],
+                    delivery_mode=1,
+                    retry=False,  # the publish loop backs off and reconnects itself
+                )
+            if batching is not None:
+                batching.flush()
+        except Exception as exc:
+            self._drop_producer(exc)
             raise
 
-    def _producer(self) -> Any:
-        """The publisher thread's producer, over a connection it keeps between batches.
+    def _producer(self) -> tuple[Any, Any]:
+        """The publisher thread's producer, and its open batch where kombu has one.
 
         Taking a producer from a pool for each batch would open a channel
-        each time (milliseconds on Redis); the thread holds one connection of
-        the pool instead, until an error makes it start over.
+        each time, and kombu's Redis transport makes a client per fanout
+        publish (about a millisecond each): the thread holds one connection
+        of the pool and keeps one batch open on it (kombu >= 5.6; a Redis
+        pipeline, flushed after each group of events), until an error makes
+        it start over.
         """
         if self._publishing is None:
             pool = self._connection_pool() if self._connection_pool is not None else None
@@ -217,16 +218,31 @@ class KombuBus(EventBus):
                 if pool is not None
                 else self._connection.clone()
             )
-            self._publishing = (connection, connection.Producer())
-        return self._publishing[1]
+            producer = connection.Producer()
+            batching = None
+            if hasattr(producer, "batch"):
+                batching = producer.batch(max_size=PUBLISH_QUEUE_SIZE)
+                batching.__enter__()
+            self._publishing = (connection, producer, batching)
+        return self._publishing[1], self._publishing[2]
 
-    def _drop_producer(self) -> None:
+    def _drop_producer(self, error: BaseException | None = None) -> None:
         held, self._publishing = self._publishing, None
-        if held is not None:
-            try:
-                held[0].release()
-            except Exception:
-                logger.debug("could not release the publisher's connection", exc_info=True)
+        if held is None:
+            return
+        connection, _, batching = held
+        try:
+            if batching is not None:
+                if error is None:
+                    batching.__exit__(None, None, None)
+                else:
+                    batching.__exit__(type(error), error, error.__traceback__)
+        except Exception:
+            logger.debug("could not close the publisher's batch", exc_info=True)
+        try:
+            connection.release()
+        except Exception:
+            logger.debug("could not release the publisher's connection", exc_info=True)
 
     def wait_published(self, timeout_s: float = 5.0) -> bool:
         """Wait until every event queued so far reached the broker; False on timeout."""
