@@ -137,6 +137,7 @@ class AsyncProgressTracker:
         status: str | Collection[str] | None = None,
         operation_id: str | None = None,
         parent_id: str | None = None,
+        search: str | None = None,
         limit: int = 50,
         offset: int = 0,
     ) -> list[ProgressSession]:
@@ -145,8 +146,25 @@ class AsyncProgressTracker:
             status=status,
             operation_id=operation_id,
             parent_id=parent_id,
+            search=search,
             limit=limit,
             offset=offset,
+        )
+
+    async def count_sessions(
+        self,
+        *,
+        status: str | Collection[str] | None = None,
+        operation_id: str | None = None,
+        parent_id: str | None = None,
+        search: str | None = None,
+    ) -> int:
+        return await self._call(
+            self.sync.count_sessions,
+            status=status,
+            operation_id=operation_id,
+            parent_id=parent_id,
+            search=search,
         )
 
     async def get_stats(self) -> ProgressStats:

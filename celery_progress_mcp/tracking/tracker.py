@@ -48,7 +48,7 @@ from .subscription import Subscription
 from .urls import store_from_url
 from .window import Pending, WindowFlusher
 
-__all__ = ["CleanupResult", "ProgressTracker"]
+__all__ = ["CleanupResult", "ProgressTracker", "session_query"]
 
 logger = logging.getLogger(__name__)
 
@@ -554,27 +554,31 @@ class ProgressTracker:
         status: str | Collection[str] | None = None,
         operation_id: str | None = None,
         parent_id: str | None = None,
+        search: str | None = None,
         limit: int = 50,
         offset: int = 0,
     ) -> list[ProgressSession]:
-        """Sessions without history, newest first."""
+        """Sessions without history, newest first; ``search`` matches id or operation."""
         if not self.enabled:
             return []
-        if limit < 0 or offset < 0:
-            raise InvalidProgress("limit and offset must be non-negative")
-        statuses = [status] if isinstance(status, str) else status
-        if statuses is not None:
-            unknown = set(statuses) - set(SessionStatus)
-            if unknown:
-                raise InvalidProgress(f"unknown session status(es): {sorted(unknown)}")
-        query = SessionQuery(
-            statuses=statuses,
-            operation_id=operation_id,
-            parent_id=parent_id,
-            limit=limit,
-            offset=offset,
+        return self.store.list_sessions(
+            session_query(status, operation_id, parent_id, search, limit, offset)
         )
-        return self.store.list_sessions(query)
+
+    def count_sessions(
+        self,
+        *,
+        status: str | Collection[str] | None = None,
+        operation_id: str | None = None,
+        parent_id: str | None = None,
+        search: str | None = None,
+    ) -> int:
+        """How many sessions ``list_sessions`` would page through with these filters."""
+        if not self.enabled:
+            return 0
+        return self.store.count_sessions(
+            session_query(status, operation_id, parent_id, search, 0, 0)
+        )
 
     def get_stats(self) -> ProgressStats:
         if not self.enabled:
@@ -704,3 +708,29 @@ class ProgressTracker:
 
 def _observe(estimator: EtaEstimator, at_s: float, percentage: float) -> float | None:
     return estimator.observe(percentage, at_s)
+
+
+def session_query(
+    status: str | Collection[str] | None,
+    operation_id: str | None,
+    parent_id: str | None,
+    search: str | None,
+    limit: int,
+    offset: int,
+) -> SessionQuery:
+    """Check list filters and build the store's query; ``InvalidProgress`` if bad."""
+    if limit < 0 or offset < 0:
+        raise InvalidProgress("limit and offset must be non-negative")
+    statuses = [status] if isinstance(status, str) else status
+    if statuses is not None:
+        unknown = set(statuses) - set(SessionStatus)
+        if unknown:
+            raise InvalidProgress(f"unknown session status(es): {sorted(unknown)}")
+    return SessionQuery(
+        statuses=statuses,
+        operation_id=operation_id,
+        parent_id=parent_id,
+        search=search,
+        limit=limit,
+        offset=offset,
+    )

@@ -15,11 +15,11 @@ from typing import ParamSpec, TypeVar
 
 import anyio.to_thread
 
-from ..core.errors import InvalidProgress, ProgressError, StoreUnavailable
+from ..core.errors import ProgressError, StoreUnavailable
 from ..core.models import ProgressEvent, ProgressSession, ProgressStats
-from ..core.states import ACTIVE_STATUSES, SessionStatus
+from ..core.states import ACTIVE_STATUSES
 from ..store.base import SessionQuery
-from ..tracking.tracker import ProgressTracker
+from ..tracking.tracker import ProgressTracker, session_query
 
 __all__ = ["ActionHook", "SessionPage", "TrackerAccess"]
 
@@ -98,17 +98,7 @@ class TrackerAccess:
         limit: int,
         offset: int,
     ) -> SessionPage:
-        if statuses is not None:
-            unknown = set(statuses) - set(SessionStatus)
-            if unknown:
-                raise InvalidProgress(f"unknown session status(es): {sorted(unknown)}")
-        query = SessionQuery(
-            statuses=statuses,
-            operation_id=operation_id,
-            search=search,
-            limit=limit,
-            offset=offset,
-        )
+        query = session_query(statuses, operation_id, None, search, limit, offset)
         return await self.call(self._page, query)
 
     def _page(self, query: SessionQuery) -> SessionPage:
