@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import os
 import random
-import threading
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -36,6 +35,7 @@ from ...core.errors import StoreUnavailable
 from .connect import BEGIN_OPTION
 from .dbapi import Executor, compile_for
 from .failures import Failure, classify
+from .sqlite_lock import writer_lock_for
 
 __all__ = ["CONTENTION_DEADLINE_S", "CommitInDoubt", "Transactor"]
 
@@ -53,19 +53,6 @@ _BACKOFF_MAX_S = 0.1
 
 class CommitInDoubt(StoreUnavailable):
     """The connection died after the commit was sent: it may or may not have happened."""
-
-
-_sqlite_write_locks: dict[str, threading.Lock] = {}
-_sqlite_write_locks_guard = threading.Lock()
-
-
-def _sqlite_write_lock(database: str) -> threading.Lock:
-    key = os.path.realpath(database) if database not in ("", ":memory:") else database
-    with _sqlite_write_locks_guard:
-        lock = _sqlite_write_locks.get(key)
-        if lock is None:
-            lock = _sqlite_write_locks[key] = threading.Lock()
-        return lock
 
 
 class _Attempt:
@@ -91,7 +78,7 @@ class Transactor:
         self.pipelines = engine.dialect.driver == "psycopg"
         self._prepare = compile_for(engine.dialect)
         self.write_lock: AbstractContextManager[object] = (
-            _sqlite_write_lock(engine.url.database or "") if self.sqlite else nullcontext()
+            writer_lock_for(engine.url.database or "") if self.sqlite else nullcontext()
         )
         self._writer: Any = None
         self._writer_pid = 0

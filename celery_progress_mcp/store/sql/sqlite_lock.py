@@ -1,0 +1,98 @@
+"""SQLite writers queue on a lock instead of polling the database's.
+
+SQLite lets one writer in at a time; the others get SQLITE_BUSY and its
+busy handler sleeps (1, 2, 5 ... 100 ms) before trying again, so under
+contention writers mostly sleep while the database is free. Here a writer
+first takes, within its process, a thread lock, and across processes an
+exclusive ``flock`` on ``<database>-writer.lock``: the kernel hands that
+lock to the next waiter the moment it is released. SQLite's own lock is
+then free when the writer reaches ``BEGIN IMMEDIATE``, and the busy
+handler is left for writers that are not ours.
+
+``flock`` belongs to an open file, which a forked child shares with its
+parent, so each process opens the lock file for itself. Where the lock
+file cannot be created (a read-only directory) the thread lock alone is
+used.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import threading
+from types import TracebackType
+
+__all__ = ["SqliteWriterLock", "writer_lock_for"]
+
+logger = logging.getLogger(__name__)
+
+_locks: dict[str, SqliteWriterLock] = {}
+_locks_guard = threading.Lock()
+
+
+def writer_lock_for(database: str) -> SqliteWriterLock:
+    """The process's lock for writers of ``database`` (one per file, shared by stores)."""
+    in_memory = database in ("", ":memory:")
+    key = database if in_memory else os.path.realpath(database)
+    with _locks_guard:
+        lock = _locks.get(key)
+        if lock is None:
+            lock = _locks[key] = SqliteWriterLock(None if in_memory else key + "-writer.lock")
+        return lock
+
+
+class SqliteWriterLock:
+    def __init__(self, path: str | None) -> None:
+        self._path = path
+        self._thread_lock = threading.Lock()
+        self._fd: int | None = None
+        self._fd_pid = 0
+
+    def _file(self) -> int | None:
+        if self._path is None:
+            return None
+        if self._fd is None or self._fd_pid != os.getpid():
+            try:
+                self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o666)
+            except OSError as exc:
+                logger.debug("no writer lock file %s (%s): threads only", self._path, exc)
+                self._path = None
+                return None
+            self._fd_pid = os.getpid()
+        return self._fd
+
+    def __enter__(self) -> SqliteWriterLock:
+        self._thread_lock.acquire()
+        try:
+            fd = self._file()
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:
+            self._thread_lock.release()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        try:
+            if self._fd is not None and self._fd_pid == os.getpid():
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._thread_lock.release()
+
+
+def _reset_after_fork() -> None:
+    """A forked child starts with its parent's locks as they were: held, maybe."""
+    for lock in _locks.values():
+        lock._thread_lock = threading.Lock()
+        if lock._fd is not None:
+            os.close(lock._fd)  # the parent's lock, if held, stays the parent's
+        lock._fd = None
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
