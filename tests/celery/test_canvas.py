@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from celery import chain, chord, group
+from celery.result import AsyncResult
 
 from celery_progress_mcp import Completed, Failed, ProgressEvent, ProgressSession
 from celery_progress_mcp.core.models import SubOperationState
@@ -92,3 +93,19 @@ def test_a_chain_is_one_session_with_its_tasks_in_order(project: Project) -> Non
     ids = [result.parent.parent.id, result.parent.id, result.id]
     assert [sub.id for sub in session.sub_operations] == ids
     assert all(sub.state is SubOperationState.COMPLETED for sub in session.sub_operations)
+
+
+def test_cancelling_a_group_session_cancels_and_revokes_its_members(project: Project) -> None:
+    result = group(project.piece.s(index, 0.2) for index in range(6)).apply_async()
+    wait_for(lambda: project.tracker.session_for(result).state.status == "in_progress", 30)
+    project.tracker.cancel_session(result.id, "no longer needed")
+    session = finished(project.tracker, result.id)
+    assert session.state.status == "cancelled"
+
+    def members_ended() -> bool:
+        states = [AsyncResult(member.id, app=project.app).state for member in result.results]
+        return all(state in ("REVOKED", "SUCCESS") for state in states)
+
+    wait_for(members_ended, 60)
+    states = [AsyncResult(member.id, app=project.app).state for member in result.results]
+    assert "REVOKED" in states  # the members that had not finished never ran to the end
