@@ -51,9 +51,9 @@ class ProgressTask(Task):  # type: ignore[misc]
         integration = integration_of(self.app)
         if integration is None:
             _warn_uninstalled(self.app)
-            from .integration import _detached_handle
+            from .base import detached_handle
 
-            return _detached_handle()
+            return detached_handle()
         return integration.handle_for(self)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
