@@ -14,6 +14,8 @@ Figures (medians):
   ``update_interval_ms=0`` (every update committed: session row, snapshot,
   history thinning, event), each call building its ``InProgress`` state, as
   task code does. Median over ``--repeats`` runs of ``--updates`` updates.
+  For PostgreSQL also ``bare_psycopg_floor_median``: the same transaction
+  shape written with bare psycopg, the ceiling for one sequential writer.
 * ``reads``: with ``--sessions`` sessions stored (2 % active, the rest
   finished, each with two sub-operations, created over 30 days), the median
   of ``--reads`` calls of ``get_stats`` and of ``list_sessions`` for a page
@@ -118,6 +120,54 @@ def updates_per_s(url: str, updates: int) -> float:
     tracker.close()
     store.close()
     return updates / elapsed
+
+
+def postgres_floor_per_s(url: str, updates: int) -> float:
+    """The same transaction shape with bare psycopg and none of the package's code:
+    lock and read the session row (one round trip), then update it, add a
+    snapshot and an event numbered from the sequence row, commit (pipelined,
+    one more round trip, no wait for the WAL flush). What this machine allows
+    one process at best, for comparison with ``persisted_updates_per_s``."""
+    import psycopg
+
+    parsed = normalize_url(url).set(drivername="postgresql")
+    conninfo = parsed.render_as_string(hide_password=False)
+    now = datetime.now(UTC).replace(tzinfo=None)
+    with psycopg.connect(conninfo) as conn:
+        conn.execute(
+            "INSERT INTO progress_sessions VALUES "
+            "('floor', 'bench', NULL, 'in_progress', 0, '{}', '{}', %s, %s, %s, 0, 0)",
+            (now, now, now),
+        )
+        conn.commit()
+        started = time.perf_counter()
+        for i in range(updates):
+            with conn.pipeline():
+                conn.execute(
+                    "SELECT snapshot_count, revision FROM progress_sessions "
+                    "WHERE id = 'floor' FOR UPDATE"
+                ).fetchone()
+            with conn.pipeline():
+                conn.execute("SET LOCAL synchronous_commit TO OFF")
+                conn.execute(
+                    "UPDATE progress_sessions SET state = %s, percentage = %s, updated_at = %s, "
+                    "snapshot_count = %s, revision = %s WHERE id = 'floor'",
+                    ('{"status":"in_progress","percentage":1.0}', i % 100, now, i + 1, i),
+                )
+                conn.execute(
+                    "INSERT INTO progress_snapshots VALUES ('floor', %s, %s)", (i, '{"state":{}}')
+                )
+                seq = conn.execute(
+                    "UPDATE progress_sequence SET value = value + 1 WHERE id = 1 RETURNING value"
+                )
+                conn.execute(
+                    "INSERT INTO progress_events SELECT value, 'floor', 'bench', "
+                    "'ProgressUpdated', %s, '{}' FROM progress_sequence WHERE id = 1",
+                    (now,),
+                )
+                conn.commit()
+            seq.fetchone()
+        return updates / (time.perf_counter() - started)
 
 
 # -- reads --------------------------------------------------------------------------------
@@ -227,7 +277,7 @@ def read_latencies(url: str, count: int, reads: int) -> dict[str, Any]:
     stats = store.stats()
     assert stats.total_created == count
     page = store.list_sessions(active)
-    assert len(page) == 50
+    assert len(page) == min(50, stats.active_sessions)
     assert all(session.status in ACTIVE for session in page)
     figures = {
         "sessions": count,
@@ -279,6 +329,12 @@ def main() -> None:
             "runs": [round(run) for run in runs],
             "met": median >= TARGET_UPDATES_PER_S,
         }
+        if kind == "postgresql":
+            floors = []
+            for _ in range(args.repeats):
+                with private_database(kind, base_url) as url:
+                    floors.append(postgres_floor_per_s(url, args.updates))
+            writes[kind]["bare_psycopg_floor_median"] = round(statistics.median(floors))
         with private_database(kind, base_url) as url:
             reads[kind] = read_latencies(url, args.sessions, args.reads)
     print(
