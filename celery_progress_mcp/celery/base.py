@@ -124,10 +124,10 @@ class IntegrationBase:
     def _member(self, running: Running) -> Member:
         return Member(running.session_id, running.task_name, running.weight, running.index or 0)
 
-    def handle_for(self, task: Task) -> TaskProgress:
+    def handle_for(self, task: Task, task_id: str | None = None) -> TaskProgress:
         """``self.progress``: the running task's handle (made on first use)."""
-        request = task.request
-        task_id = getattr(request, "id", None)
+        if task_id is None:
+            task_id = getattr(task.request, "id", None)
         running = self.runtime.get(task_id) if task_id else None
         if running is None:
             if task_id is None:

@@ -34,7 +34,7 @@ class ResultWritesMixin(IntegrationBase):
         self, task: Task, task_id: str, translation: Translation, *, own: bool
     ) -> None:
         """``update_state`` as progress; cancellation is raised only into the task itself."""
-        handle = self.handle_for(task) if own else TaskProgress(self.tracker, task_id)
+        handle = self.handle_for(task, task_id) if own else TaskProgress(self.tracker, task_id)
         try:
             handle.update(
                 translation.percentage,
@@ -42,7 +42,7 @@ class ResultWritesMixin(IntegrationBase):
                 total=translation.total,
                 step=translation.step,
                 eta_seconds=translation.eta_seconds,
-                **translation.metadata,
+                **(translation.metadata or {}),
             )
         except TaskCancelled:
             if own:
@@ -50,7 +50,9 @@ class ResultWritesMixin(IntegrationBase):
         except ProgressError as exc:
             logger.warning("update_state of %s not recorded as progress: %s", task_id, exc)
 
-    def defer_backend_write(self, task: Task, task_id: str, state: str, meta: Any) -> None:
+    def defer_backend_write(
+        self, task: Task, task_id: str, state: str, meta: Any, request: Any
+    ) -> None:
         """Write a progress state to the result backend at most once per window.
 
         The first write of a window goes at once; later ones wait and only
@@ -60,18 +62,18 @@ class ResultWritesMixin(IntegrationBase):
         """
         running = self.runtime.get(task_id)
         if running is None:
-            task.backend.store_result(task_id, meta, state, request=task.request)
+            task.backend.store_result(task_id, meta, state, request=request)
             return
         now_s = time.monotonic()
         with running.backend_lock:
             if running.backend_closed:
                 return
             if now_s - running.backend_written_s < self.config.update_interval_s:
-                running.backend_pending = (state, meta, task.request)
+                running.backend_pending = (state, meta, request)
                 return
             running.backend_pending = None
             running.backend_written_s = now_s
-            task.backend.store_result(task_id, meta, state, request=task.request)
+            task.backend.store_result(task_id, meta, state, request=request)
 
     def _flush_backend(self, running: Running) -> None:
         with running.backend_lock:

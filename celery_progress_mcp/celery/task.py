@@ -88,11 +88,12 @@ class ProgressTask(Task):  # type: ignore[misc]
         as Celery does; ``False`` never).
         """
         integration = integration_of(self.app)
-        own = task_id is None or task_id == self.request.id
-        target = task_id or self.request.id
+        request = self.request
+        target = task_id or request.id
         if integration is None or not target:
             super().update_state(task_id=task_id, state=state, meta=meta, **kwargs)
             return
+        own = target == request.id
         translation = translate(state, meta)
         if translation is not None:
             integration.record_update_state(self, target, translation, own=own)
@@ -100,7 +101,7 @@ class ProgressTask(Task):  # type: ignore[misc]
         if mode is False:
             return
         if mode is True and own and state == PROGRESS_STATE and not kwargs:
-            integration.defer_backend_write(self, target, state, meta)
+            integration.defer_backend_write(self, target, state, meta, request)
             return
         super().update_state(task_id=task_id, state=state, meta=meta, **kwargs)
 

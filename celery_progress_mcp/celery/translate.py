@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = ["CELERY_STATES", "PROGRESS_STATE", "Translation", "translate"]
 
@@ -33,23 +32,30 @@ CELERY_STATES = frozenset(
 MAX_CUSTOM_META_CHARS = 2000
 
 
-@dataclass(frozen=True, slots=True)
-class Translation:
-    """Arguments for ``TaskProgress.update``; ``metadata`` records a custom state."""
+class Translation(NamedTuple):
+    """Arguments for ``TaskProgress.update``; ``metadata`` records a custom state.
+
+    A named tuple, not a dataclass: one is built per ``update_state`` call,
+    on the task's hot path.
+    """
 
     percentage: float | None = None
     current: float | None = None
     total: float | None = None
     step: str | None = None
     eta_seconds: float | None = None
-    metadata: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] | None = None
+
+
+_NUMBER_TYPES = (int, float)
+_isfinite = math.isfinite
 
 
 def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if value is None or value.__class__ is bool or not isinstance(value, _NUMBER_TYPES):
         return None
     number = float(value)
-    return number if math.isfinite(number) else None
+    return number if _isfinite(number) else None
 
 
 def _text(value: Any) -> str | None:
@@ -79,24 +85,27 @@ def translate(state: str | None, meta: Any) -> Translation | None:
 
 
 def _progress_of(meta: dict[str, Any]) -> Translation | None:
-    percentage = _number(meta.get("percentage", meta.get("percent")))
-    current = _number(meta.get("current"))
-    total = _number(meta.get("total"))
+    get = meta.get
+    raw = get("percentage")
+    percentage = _number(raw if raw is not None else get("percent"))
+    current = _number(get("current"))
     if percentage is None and current is None:
         return None
+    total = _number(get("total"))
     if percentage is not None:
-        percentage = min(100.0, max(0.0, percentage))
+        percentage = 100.0 if percentage > 100.0 else max(0.0, percentage)
     if current is not None and current < 0:
         current = None
     if total is not None and total < 0:
         total = None
-    eta = _number(meta.get("eta_seconds"))
+    eta = _number(get("eta_seconds"))
+    step = get("step")
     return Translation(
-        percentage=percentage,
-        current=current,
-        total=total,
-        step=_text(meta.get("step", meta.get("description"))),
-        eta_seconds=eta if eta is not None and eta >= 0 else None,
+        percentage,
+        current,
+        total,
+        _text(step if step is not None else get("description")),
+        eta if eta is not None and eta >= 0 else None,
     )
 
 

@@ -43,6 +43,7 @@ def test_a_custom_state_with_progress_keys_reports_both() -> None:
     found = translate("UPLOADING", {"percent": 60})
     assert found is not None
     assert found.percentage == 60.0
+    assert found.metadata is not None
     assert found.metadata["celery_state"]["state"] == "UPLOADING"
 
 
@@ -50,6 +51,7 @@ def test_progress_without_progress_keys_is_kept_as_a_custom_state() -> None:
     found = translate("PROGRESS", {"phase": "warming up"})
     assert found is not None
     assert found.percentage is None
+    assert found.metadata is not None
     assert found.metadata["celery_state"]["meta"] == {"phase": "warming up"}
 
 
@@ -58,6 +60,7 @@ def test_odd_values_are_cleaned() -> None:
     assert found == Translation(percentage=100.0)
     found = translate("ODD", {"value": object()})
     assert found is not None
+    assert found.metadata is not None
     assert isinstance(found.metadata["celery_state"]["meta"], str)  # a repr, not the object
 
 
