@@ -27,11 +27,16 @@ connections start on first use, so creating a bus before a ``fork`` is safe.
 
 from __future__ import annotations
 
+import atexit
 import collections
+import contextlib
 import logging
+import os
+import socket
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -153,6 +158,7 @@ class KombuBus(EventBus):
                     target=self._publish_loop, name="celery-progress-publisher", daemon=True
                 )
                 self._publisher.start()
+                _running_buses.add(self)
             self._outbox_ready.notify()
 
     def _publish_loop(self) -> None:
@@ -283,6 +289,7 @@ class KombuBus(EventBus):
                 target=self._consume_loop, name="celery-progress-consumer", daemon=True
             )
             self._consumer.start()
+            _running_buses.add(self)
 
     @property
     def consuming(self) -> bool:
@@ -318,8 +325,10 @@ class KombuBus(EventBus):
             options["polling_interval"] = FILESYSTEM_POLL_S
         with self._connection.clone(transport_options=options) as connection:
             connection.ensure_connection(max_retries=1)
+            if connection.transport.driver_type == "filesystem":
+                self._unbind_dead_queues(connection)
             queue = Queue(
-                f"{self._exchange.name}.{uuid.uuid4().hex}",
+                f"{self._queue_prefix()}{os.getpid()}.{uuid.uuid4().hex[:12]}",
                 exchange=self._exchange,
                 routing_key="progress",
                 durable=False,
@@ -329,35 +338,65 @@ class KombuBus(EventBus):
                 if connection.transport.driver_type == "amqp"
                 else None,
             )
-            with Consumer(
-                connection,
-                queues=[queue],
-                callbacks=[self._on_message],
-                accept=["json"],
-                no_ack=True,
-            ):
-                self._catch_up()  # whatever was committed before the queue existed
-                quiet_since_s = time.monotonic()
-                while not self._stop.is_set():
-                    try:
-                        connection.drain_events(timeout=self._tick_s())
-                        quiet_since_s = time.monotonic()
-                    except TimeoutError:  # socket.timeout is TimeoutError
-                        pass
-                    except ValueError as exc:
-                        # An unreadable message (the filesystem transport can
-                        # hand over a file before its writer filled it): it is
-                        # lost to the broker, not to the store.
-                        logger.debug("unreadable progress event message: %s", exc)
-                        self._gap_since_s = self._gap_since_s or time.monotonic()
-                    now_s = time.monotonic()
-                    if self._gap_since_s is not None and (
-                        now_s - self._gap_since_s >= self._reorder_grace_s
-                    ):
-                        self._catch_up()
-                    elif now_s - quiet_since_s >= self._poll_interval_s:
-                        self._catch_up()  # a lost tail: nothing came after it
-                        quiet_since_s = now_s
+            try:
+                with Consumer(
+                    connection,
+                    queues=[queue],
+                    callbacks=[self._on_message],
+                    accept=["json"],
+                    no_ack=True,
+                ):
+                    self._catch_up()  # whatever was committed before the queue existed
+                    quiet_since_s = time.monotonic()
+                    while not self._stop.is_set():
+                        try:
+                            connection.drain_events(timeout=self._tick_s())
+                            quiet_since_s = time.monotonic()
+                        except TimeoutError:  # socket.timeout is TimeoutError
+                            pass
+                        except ValueError as exc:
+                            # An unreadable message (the filesystem transport can
+                            # hand over a file before its writer filled it): it is
+                            # lost to the broker, not to the store.
+                            logger.debug("unreadable progress event message: %s", exc)
+                            self._gap_since_s = self._gap_since_s or time.monotonic()
+                        now_s = time.monotonic()
+                        if self._gap_since_s is not None and (
+                            now_s - self._gap_since_s >= self._reorder_grace_s
+                        ):
+                            self._catch_up()
+                        elif now_s - quiet_since_s >= self._poll_interval_s:
+                            self._catch_up()  # a lost tail: nothing came after it
+                            quiet_since_s = now_s
+            finally:
+                # kombu's virtual transports do not delete an auto-delete queue
+                # when its consumer goes: unbind it, or events pile up for it.
+                with contextlib.suppress(Exception):
+                    queue(connection.default_channel).delete()
+
+    def _queue_prefix(self) -> str:
+        """Subscriber queues are named ``<exchange>.<host>.<pid>.<random>``."""
+        return f"{self._exchange.name}.{socket.gethostname()}."
+
+    def _unbind_dead_queues(self, connection: Connection) -> None:
+        """Forget the queues of this host's subscribers that died without unbinding.
+
+        A filesystem "queue" is a name in the exchange's table; a subscriber
+        killed before it could unbind would otherwise have every event
+        written out for it for ever. Its process id is in the queue's name.
+        """
+        prefix = self._queue_prefix()
+        try:
+            channel = connection.default_channel
+            for binding in channel.get_table(self._exchange.name):
+                name = binding.queue
+                if not name.startswith(prefix):
+                    continue
+                pid_text = name[len(prefix) :].split(".", 1)[0]
+                if pid_text.isdigit() and not _process_alive(int(pid_text)):
+                    channel._delete(name, self._exchange.name, binding.routing_key, binding.pattern)
+        except Exception:
+            logger.debug("could not prune dead subscriber queues", exc_info=True)
 
     def _tick_s(self) -> float:
         return self._reorder_grace_s if self._gap_since_s is not None else self._poll_interval_s
@@ -430,11 +469,11 @@ class KombuBus(EventBus):
 
     # -- closing -------------------------------------------------------------------
 
-    def close(self) -> None:
-        """Send what is queued (for up to 5 s), then stop both threads."""
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Send what is queued (for up to ``timeout_s``), then stop both threads."""
         if self._closed:
             return
-        self.wait_published(5.0)
+        self.wait_published(timeout_s)
         self._closed = True
         with self._outbox_ready:
             self._outbox_ready.notify_all()
@@ -443,3 +482,27 @@ class KombuBus(EventBus):
             if thread is not None and thread is not threading.current_thread():
                 thread.join(timeout=5)
         self._drop_producer()
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
+#: Buses with threads running; closed when the interpreter exits, so queued
+#: events are sent and subscriber queues unbound.
+_running_buses: weakref.WeakSet[KombuBus] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_running_buses() -> None:
+    for bus in list(_running_buses):
+        try:
+            bus.close(timeout_s=2.0)
+        except Exception:
+            logger.debug("progress bus not closed at exit", exc_info=True)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,6 +19,7 @@ from celery_progress_mcp import (
 )
 from celery_progress_mcp.bus.kombu import KombuBus, transport_has_fanout
 from celery_progress_mcp.store.sql import SqlStore
+from tests.celery.workers import wait_for
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -130,3 +134,47 @@ def test_which_transports_fan_out_across_processes() -> None:
     assert transport_has_fanout(Connection("filesystem://"))
     assert not transport_has_fanout(Connection("sqla+sqlite:///x.db"))
     assert not transport_has_fanout(Connection("memory://"))
+
+
+SUBSCRIBER = """
+import sys, time
+from kombu import Connection
+from celery_progress_mcp.bus.kombu import KombuBus
+folder = sys.argv[1]
+control = folder + "/control"
+options = {"data_folder_in": folder, "data_folder_out": folder, "control_folder": control}
+bus = KombuBus(Connection("filesystem://", transport_options=options),
+               backfill=lambda seq: [], latest_seq=lambda: 0, exchange="cpm.prune")
+bus.subscribe(lambda event: None)
+while True:
+    time.sleep(0.1)
+"""
+
+
+def test_a_killed_filesystem_subscriber_is_unbound_by_the_next_one(tmp_path: Path) -> None:
+    (tmp_path / "control").mkdir()
+    table = tmp_path / "control" / "cpm.prune.exchange"
+    process = subprocess.Popen([sys.executable, "-c", SUBSCRIBER, str(tmp_path)])
+    try:
+        wait_for(lambda: table.exists() and str(process.pid) in table.read_text(), 30)
+    finally:
+        process.kill()
+        process.wait(10)
+    options = {
+        "data_folder_in": str(tmp_path),
+        "data_folder_out": str(tmp_path),
+        "control_folder": str(tmp_path / "control"),
+    }
+    bus = KombuBus(
+        Connection("filesystem://", transport_options=options),
+        backfill=lambda seq: [],
+        latest_seq=lambda: 0,
+        exchange="cpm.prune",
+    )
+    try:
+        bus.subscribe(lambda event: None)
+        wait_for(lambda: str(os.getpid()) in table.read_text(), 30)
+        assert str(process.pid) not in table.read_text()
+    finally:
+        bus.close()
+    assert str(os.getpid()) not in table.read_text()  # a clean close unbinds too
