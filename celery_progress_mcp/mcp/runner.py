@@ -29,7 +29,14 @@ from ..tracking.tracker import ProgressTracker
 from .notices import TERMINAL_EVENTS, Pacer, ProgressMapper, ProgressNotice
 from .toolspec import TaskTool
 
-__all__ = ["Canceller", "Outcome", "RunOptions", "TaskRunner", "revoke_and_cancel"]
+__all__ = [
+    "Canceller",
+    "DispatchFailed",
+    "Outcome",
+    "RunOptions",
+    "TaskRunner",
+    "revoke_and_cancel",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +46,10 @@ Canceller = Callable[[str, str, bool], None]
 NoticeSink = Callable[[ProgressNotice], Awaitable[None]]
 
 _READY_STATES = frozenset({"SUCCESS", "FAILURE", "REVOKED"})
+
+
+class DispatchFailed(ProgressError):
+    """The task could not be sent (broker unreachable, serialization refused)."""
 
 
 @dataclass(frozen=True)
@@ -127,10 +138,14 @@ class TaskRunner:
     async def send(
         self, tool: TaskTool, args: list[Any], kwargs: dict[str, Any], task_id: str
     ) -> None:
+        """Send the task; raises :class:`DispatchFailed` when the broker refuses it."""
         task = self.app.tasks[tool.task_name]
-        await anyio.to_thread.run_sync(
-            lambda: task.apply_async(args=args, kwargs=kwargs, task_id=task_id)
-        )
+        try:
+            await anyio.to_thread.run_sync(
+                lambda: task.apply_async(args=args, kwargs=kwargs, task_id=task_id)
+            )
+        except Exception as exc:  # kombu and the transports raise many kinds
+            raise DispatchFailed(f"could not send task {tool.task_name}: {exc}") from exc
 
     async def cancel(self, task_id: str, reason: str) -> None:
         terminate = self.options.terminate_on_cancel

@@ -39,7 +39,7 @@ from pydantic import ValidationError
 
 from ..core.errors import ConfigError, ProgressError
 from ..core.models import ProgressSession
-from ..core.states import TERMINAL_STATUSES
+from ..core.states import TERMINAL_STATUSES, SessionStatus
 from ..tracking.subscription import AsyncSubscription
 from ..tracking.tracker import ProgressTracker
 from . import mcptasks
@@ -53,7 +53,7 @@ from .lookaround import (
     session_uri,
 )
 from .notices import ProgressNotice
-from .runner import Canceller, Outcome, RunOptions, TaskRunner
+from .runner import Canceller, DispatchFailed, Outcome, RunOptions, TaskRunner
 from .toolspec import InvalidToolArguments, TaskTool, structured_result, tool_from_task
 
 __all__ = ["SESSION_META_KEY", "ProgressMcpServer", "ServerOptions", "build_server"]
@@ -188,6 +188,9 @@ class ProgressMcpServer:
             outcome = await self.runner.follow(
                 task_id, subscription, report if wants_progress else None, sent_at_s=sent_at_s
             )
+        except DispatchFailed as exc:
+            outcome = Outcome(SessionStatus.FAILED, error=str(exc), error_code="NOT_SENT")
+            await self._fail_unsent(task_id, str(exc))
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True):
                 reason = await self._reason_for(ctx)
@@ -196,6 +199,15 @@ class ProgressMcpServer:
         finally:
             subscription.close()
         return self.tool_result(tool, outcome, task_id)
+
+    async def _fail_unsent(self, task_id: str, message: str) -> None:
+        """A session made at dispatch for a task that never left must not wait for ever."""
+
+        def fail() -> None:
+            with contextlib.suppress(ProgressError):
+                self.tracker.fail_session(task_id, message, "NOT_SENT")
+
+        await anyio.to_thread.run_sync(fail)
 
     def tool_result(
         self, tool: TaskTool, outcome: Outcome, session_id: str

@@ -9,6 +9,7 @@ the worker are the real ones.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -28,18 +29,26 @@ TASKS = ["demo.count", "demo.fail", "demo.orphan"]
 def make_app(tracker: ProgressTracker, broker: str = "memory://") -> Celery:
     app = Celery("demo", broker=broker, backend="cache+memory://", set_as_current=False)
     app.conf.task_track_started = True
-    app.conf.task_routes = {"demo.orphan": {"queue": "nobody-listens"}}
+    # The memory transport is one broker per process: queues of their own
+    # keep the apps of different test modules apart.
+    queue = f"demo-{uuid.uuid4().hex[:8]}"
+    app.conf.task_default_queue = queue
+    app.conf.task_routes = {"demo.orphan": {"queue": f"{queue}-nobody-listens"}}
     app.conf.broker_transport_options = {"polling_interval": 0.01}
 
-    @before_task_publish.connect(weak=False)
     def created(sender: str | None = None, headers: dict[str, Any] | None = None, **_: Any) -> None:
         if sender in app.tasks and headers is not None:
             tracker.create_session(sender, session_id=headers["id"])
 
+    # Connected for the app's life only (see ``running_worker``): apps of
+    # other test modules have tasks of the same names.
+    before_task_publish.connect(created, weak=False)
+    app.conf.demo_publish_hook = created
+
     def cancelled(task_id: str) -> bool:
         return tracker.get_session(task_id).status == "cancelled"
 
-    @app.task(bind=True, name="demo.count")
+    @app.task(bind=True, name="demo.count", shared=False)
     def count(self: Any, n: int, delay: float = 0.02, label: str = "count") -> dict[str, Any]:
         """Count to ``n``, one step every ``delay`` seconds."""
         task_id = self.request.id
@@ -60,7 +69,7 @@ def make_app(tracker: ProgressTracker, broker: str = "memory://") -> Celery:
         tracker.complete_session(task_id, f"counted to {n}")
         return {"counted": n, "label": label}
 
-    @app.task(bind=True, name="demo.fail")
+    @app.task(bind=True, name="demo.fail", shared=False)
     def fail(self: Any, message: str = "it broke") -> int:
         """Always fails."""
         tracker.update_progress(
@@ -69,12 +78,12 @@ def make_app(tracker: ProgressTracker, broker: str = "memory://") -> Celery:
         tracker.fail_session(self.request.id, message, "ValueError")
         raise ValueError(message)
 
-    @app.task(name="demo.orphan")
+    @app.task(name="demo.orphan", shared=False)
     def orphan() -> str:
         """Sent to a queue no worker consumes."""
         return "never"
 
-    @app.task(name="demo.secret")
+    @app.task(name="demo.secret", shared=False)
     def secret() -> str:
         """Not on the allowlist."""
         return "secret"
@@ -84,10 +93,13 @@ def make_app(tracker: ProgressTracker, broker: str = "memory://") -> Celery:
 
 @contextmanager
 def running_worker(app: Celery) -> Iterator[None]:
-    with start_worker(
-        app, pool="threads", concurrency=12, perform_ping_check=False, loglevel="ERROR"
-    ):
-        yield
+    try:
+        with start_worker(
+            app, pool="threads", concurrency=12, perform_ping_check=False, loglevel="ERROR"
+        ):
+            yield
+    finally:
+        before_task_publish.disconnect(app.conf.demo_publish_hook)
 
 
 def tracker() -> ProgressTracker:

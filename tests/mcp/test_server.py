@@ -19,7 +19,7 @@ from celery_progress_mcp import ProgressTracker
 from celery_progress_mcp.mcp import RunOptions, ServerOptions, build_server
 from celery_progress_mcp.mcp.server import SESSION_META_KEY
 
-from .inproc import TASKS
+from .inproc import TASKS, make_app
 
 pytestmark = pytest.mark.anyio
 
@@ -180,3 +180,15 @@ async def test_a_task_no_worker_picks_up_fails_clearly(
     assert "no worker picked up the task within 1 s" in result.content[0].text  # type: ignore[union-attr]
     session_id = (result.meta or {})[SESSION_META_KEY]
     assert tracker.get_session(session_id).status == "cancelled"
+
+
+async def test_a_task_the_broker_refuses_is_a_tool_error(tracker: ProgressTracker) -> None:
+    app = make_app(tracker, broker="redis://127.0.0.1:1/0")  # nothing listens there
+    app.conf.task_publish_retry = False
+    app.conf.broker_connection_timeout = 1.0
+    async with connected(app, tracker) as (client, _):
+        result = await client.call_tool("demo.count", {"n": 1})
+    assert result.is_error
+    assert "could not send task demo.count" in result.content[0].text  # type: ignore[union-attr]
+    session_id = (result.meta or {})[SESSION_META_KEY]
+    assert tracker.get_session(session_id).status == "failed"

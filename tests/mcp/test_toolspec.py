@@ -24,7 +24,7 @@ class Totals(BaseModel):
     bytes: int
 
 
-@app.task(bind=True, name="proj.tasks.import_csv")
+@app.task(bind=True, name="proj.tasks.import_csv", shared=False)
 def import_csv(self: Any, path: str, limit: int | None = None, *, dry_run: bool = False) -> Totals:
     """Import a CSV file.
 
@@ -33,12 +33,12 @@ def import_csv(self: Any, path: str, limit: int | None = None, *, dry_run: bool 
     return Totals(rows=0, bytes=0)
 
 
-@app.task(name="proj.add")
+@app.task(name="proj.add", shared=False)
 def add(a: int, b: int = 2, /) -> int:
     return a + b
 
 
-@app.task(name="proj tasks: free form!")
+@app.task(name="proj tasks: free form!", shared=False)
 def free(x, **options):  # type: ignore[no-untyped-def]
     return x
 
