@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 #: Pause between background checkpoints.
 CHECKPOINT_INTERVAL_S = 0.5
 #: Log length (pages) beyond which a checkpoint holds writers back to finish.
-RESTART_FRAMES = 4096
+RESTART_FRAMES = 8192
 #: Size the log file is cut back to after it starts over.
 JOURNAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
 

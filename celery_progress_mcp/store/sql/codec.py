@@ -27,6 +27,7 @@ __all__ = [
     "decode_snapshot",
     "decode_sub_operation",
     "dump_json",
+    "event_row",
     "logged_event",
     "numbered_event_params",
     "session_values",
@@ -153,6 +154,18 @@ def snapshot_values(
 def decode_snapshot(index: int, data: str) -> ProgressSnapshot:
     snapshot = ProgressSnapshot.model_validate_json(data)
     return snapshot.model_copy(update={"index": index})
+
+
+def event_row(seq: int, session: ProgressSession, draft: EventDraft) -> dict[str, Any]:
+    """A ``progress_events`` row."""
+    return {
+        "seq": seq,
+        "session_id": session.id,
+        "operation_id": session.operation_id,
+        "event_type": draft.event_type.value,
+        "timestamp": session.updated_at,
+        "data": dump_json(draft.data),
+    }
 
 
 def numbered_event_params(back: int, session: ProgressSession, draft: EventDraft) -> dict[str, Any]:

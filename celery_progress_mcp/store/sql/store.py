@@ -224,7 +224,8 @@ class SqlStore(Store):
             current = loaded.session
             change = mutation(current)
             new = change.session
-            codec.check_ids(new)
+            if new.sub_operations is not current.sub_operations:
+                codec.check_ids(new)  # the ids of a session never change; its subs may
             snapshot_count = loaded.snapshot_count
             revision = loaded.revision
             with ex.pipeline():
@@ -384,13 +385,24 @@ class SqlStore(Store):
         else:
             ex.run(q.ADVANCE_SEQUENCE, {"v_count": count})
             advanced = ex.submit(q.READ_SEQUENCE)
-        ex.run_many(
-            q.INSERT_NUMBERED_EVENT,
-            [
-                codec.numbered_event_params(count - 1 - i, session, draft)
-                for i, draft in enumerate(drafts)
-            ],
-        )
+        if not self._tx.pipelines:
+            # The number is known already (nothing is pipelined): a plain insert.
+            first = int(_scalar(advanced.one())) - count + 1
+            ex.run_many(
+                q.INSERT_EVENTS,
+                [
+                    codec.event_row(seq, session, draft)
+                    for seq, draft in enumerate(drafts, start=first)
+                ],
+            )
+        else:
+            ex.run_many(
+                q.INSERT_NUMBERED_EVENT,
+                [
+                    codec.numbered_event_params(count - 1 - i, session, draft)
+                    for i, draft in enumerate(drafts)
+                ],
+            )
 
         def logged() -> list[ProgressEvent]:
             last = int(_scalar(advanced.one()))
