@@ -28,8 +28,8 @@ def test_progress_strictly_increases_whatever_the_percentages_do(percentages: li
     sent = [mapper.observe(event(percentage=p)) for p in percentages]
     values = [n.progress for n in sent if n is not None]
     assert values == sorted(set(values))
-    # each new high is sent, and nothing else
-    highs = [p for i, p in enumerate(percentages) if p > max(percentages[:i], default=-1.0)]
+    # each new high is sent, and nothing else (a bare 0 % start is no progress)
+    highs = [p for i, p in enumerate(percentages) if p > max(percentages[:i], default=0.0)]
     assert values == highs
 
 
