@@ -68,6 +68,8 @@ SESSION_META_KEY = "celery-progress-mcp/session-id"
 REASON_WAIT_S = 0.5
 #: JSON-RPC error code for an unknown resource (2025-06-18 server/resources).
 RESOURCE_NOT_FOUND = -32002
+#: Longest a cancelled handler spends recording the cancellation and revoking.
+CANCEL_BUDGET_S = 15.0
 #: How long a cancellation's reason is kept for a handler that has not asked yet.
 REASON_KEEP_S = 30.0
 #: Reason recorded when a request ends without a ``notifications/cancelled``.
@@ -192,7 +194,9 @@ class ProgressMcpServer:
             outcome = Outcome(SessionStatus.FAILED, error=str(exc), error_code="NOT_SENT")
             await self._fail_unsent(task_id, str(exc))
         except anyio.get_cancelled_exc_class():
-            with anyio.CancelScope(shield=True):
+            # Shielded, so the cancellation that ends this handler does not
+            # also stop it from revoking; bounded, so a dead broker cannot hold it.
+            with anyio.move_on_after(CANCEL_BUDGET_S, shield=True):
                 reason = await self._reason_for(ctx)
                 await self.runner.cancel(task_id, reason)
             raise
