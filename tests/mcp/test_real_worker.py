@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -265,7 +266,11 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def http_url(env: dict[str, str], worker: None) -> Iterator[str]:
     port = free_port()
-    command = [sys.executable, *server_command("--transport", "http", "--port", str(port))]
+    # The package's own command, with -A on the group, as the README shows it.
+    script = str(Path(sys.executable).with_name("celery-progress-mcp"))
+    tools = [arg for name in TOOLS for arg in ("--tool", name)]
+    command = [script, "-A", "tests.mcp.project:app", "mcp", *tools, "--transport", "http"]
+    command += ["--port", str(port)]
     server = subprocess.Popen(command, cwd=ROOT, env={**env, "CELERY_PROGRESS_MCP_TOKEN": TOKEN})
     try:
         deadline = time.monotonic() + 30
