@@ -14,7 +14,6 @@ import pytest
 
 from celery_progress_mcp import ProgressConfig, ProgressTracker, Store
 from celery_progress_mcp.core.clock import Clock
-from celery_progress_mcp.store.memory import MemoryStore
 from celery_progress_mcp.testing import FakeClock
 
 from .api import Api, ApiFactory
@@ -29,9 +28,10 @@ class TrackerFactory(Protocol):
 
 
 @pytest.fixture
-def store_factory() -> StoreFactory:
-    """Builds the store each tracker runs on. Parametrise this to test other stores."""
-    return MemoryStore
+def store_factory(make_store: StoreFactory) -> StoreFactory:
+    """Builds the store each tracker runs on: ``make_store`` is parametrised
+    over memory, SQLite, PostgreSQL and MariaDB (tests/conftest.py)."""
+    return make_store
 
 
 @pytest.fixture

@@ -236,7 +236,7 @@ def test_history_is_bounded_first_and_latest_kept_and_evenly_spread(
     assert len(indices) >= limit // 2
 
 
-@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=25)
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=12)
 @given(
     updates=st.integers(min_value=0, max_value=400),
     limit=st.integers(min_value=2, max_value=30),
