@@ -13,9 +13,15 @@ Figures (medians):
 * ``persisted_updates_per_s``: one process, one tracker, one session,
   ``update_interval_ms=0`` (every update committed: session row, snapshot,
   history thinning, event), each call building its ``InProgress`` state, as
-  task code does. Median over ``--repeats`` runs of ``--updates`` updates.
-  For PostgreSQL also ``bare_psycopg_floor_median``: the same transaction
-  shape written with bare psycopg, the ceiling for one sequential writer.
+  task code does. Timed until ``tracker.flush()`` returns, so every update
+  is committed, and checked: the log must hold one event per update.
+  Updates are written behind by the tracker's writer thread, many per
+  transaction (group commit). Median over ``--repeats`` runs of
+  ``--updates`` updates. ``one_transaction_per_update_median``: the same
+  with write-behind off (``background=False``), each update its own
+  transaction in the caller's thread. For PostgreSQL also
+  ``bare_psycopg_floor_median``: that one-transaction-per-update shape
+  written with bare psycopg, the ceiling for one sequential writer.
 * ``reads``: with ``--sessions`` sessions stored (2 % active, the rest
   finished, each with two sub-operations, created over 30 days), the median
   of ``--reads`` calls of ``get_stats`` and of ``list_sessions`` for a page
@@ -106,20 +112,40 @@ def private_database(kind: str, base_url: str | None) -> Iterator[str]:
 # -- writes ----------------------------------------------------------------------------
 
 
-def updates_per_s(url: str, updates: int) -> float:
+def updates_per_s(url: str, updates: int, *, write_behind: bool = True) -> float:
+    """Updates per second, timed until every one is committed (``flush``), and
+    checked: the log must hold one ProgressUpdated event per update.
+
+    ``write_behind=False`` (a tracker without background threads) writes each
+    update in the caller's thread, one transaction each, for comparison."""
     store = SqlStore(url)
-    tracker = ProgressTracker(ProgressConfig(update_interval_ms=0), store=store)
+    tracker = ProgressTracker(
+        ProgressConfig(update_interval_ms=0), store=store, background=write_behind
+    )
     session_id = tracker.create_session("bench")
     tracker.update_progress(session_id, InProgress(percentage=0.0, current_step="start"))
+    first_seq = store.last_seq()
     started = time.perf_counter()
     for i in range(updates):
         tracker.update_progress(
             session_id, InProgress(percentage=(i % 1000) / 10.0, current_step="step")
         )
+    tracker.flush()
     elapsed = time.perf_counter() - started
+    logged = _count_events(store, first_seq)
     tracker.close()
     store.close()
+    if logged != updates:
+        raise SystemExit(f"{url}: {updates} updates made, {logged} events logged")
     return updates / elapsed
+
+
+def _count_events(store: SqlStore, after: int) -> int:
+    count = 0
+    while page := store.events_since(after, limit=1000):
+        count += sum(1 for event in page if event.event_type == "ProgressUpdated")
+        after = page[-1].seq
+    return count
 
 
 def postgres_floor_per_s(url: str, updates: int) -> float:
@@ -323,11 +349,16 @@ def main() -> None:
         for _ in range(args.repeats):
             with private_database(kind, base_url) as url:
                 runs.append(updates_per_s(url, args.updates))
+        unbatched = []
+        for _ in range(args.repeats):
+            with private_database(kind, base_url) as url:
+                unbatched.append(updates_per_s(url, args.updates // 2, write_behind=False))
         median = round(statistics.median(runs))
         writes[kind] = {
             "median": median,
             "runs": [round(run) for run in runs],
             "met": median >= TARGET_UPDATES_PER_S,
+            "one_transaction_per_update_median": round(statistics.median(unbatched)),
         }
         if kind == "postgresql":
             floors = []

@@ -8,15 +8,16 @@ store, in commit order: a reader of the log never sees seq N+1 before N.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 
 from ..core.engine import Change, EventDraft
+from ..core.errors import ProgressError, StoreUnavailable
 from ..core.models import ProgressEvent, ProgressSession, ProgressStats
 
-__all__ = ["Mutation", "SessionQuery", "Store"]
+__all__ = ["Applied", "Mutation", "SessionQuery", "Store"]
 
 #: An engine call bound to its arguments: the committed session in, a change out.
 Mutation = Callable[[ProgressSession], Change]
@@ -35,6 +36,21 @@ class SessionQuery:
     search: str | None = None
     limit: int = 50
     offset: int = 0
+
+
+@dataclass(slots=True)
+class Applied:
+    """What ``Store.apply_many`` did with one session's run of mutations."""
+
+    session_id: str
+    #: The session after the last mutation applied (without history); None if none was.
+    session: ProgressSession | None = None
+    #: The events of the applied mutations, with their sequence numbers.
+    events: list[ProgressEvent] = field(default_factory=list)
+    #: How many of the run's mutations were applied: always a prefix of the run.
+    applied: int = 0
+    #: Why the rest were not: what the first refused mutation raised.
+    error: ProgressError | None = None
 
 
 class Store:
@@ -58,6 +74,35 @@ class Store:
         the events with their sequence numbers.
         """
         raise NotImplementedError
+
+    def apply_many(
+        self, writes: Sequence[tuple[str, Sequence[Mutation]]], *, history_limit: int
+    ) -> list[Applied]:
+        """Apply runs of mutations, each session's in order: group commit.
+
+        A store that can commits the whole batch in one transaction (each
+        mutation still all or nothing). A mutation that raises a
+        ``ProgressError`` ends its session's run, what came before it kept;
+        the other sessions go on. ``StoreUnavailable`` means nothing was
+        written. This base version applies the mutations one by one, for
+        stores that never raise ``StoreUnavailable``.
+        """
+        results = []
+        for session_id, mutations in writes:
+            outcome = Applied(session_id)
+            for mutation in mutations:
+                try:
+                    session, events = self.apply(session_id, mutation, history_limit=history_limit)
+                except StoreUnavailable:
+                    raise
+                except ProgressError as exc:
+                    outcome.error = exc
+                    break
+                outcome.session = session
+                outcome.events.extend(events)
+                outcome.applied += 1
+            results.append(outcome)
+        return results
 
     def get(self, session_id: str, *, with_history: bool = True) -> ProgressSession | None:
         raise NotImplementedError

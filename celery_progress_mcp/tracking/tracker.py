@@ -2,8 +2,9 @@
 
 One lock orders every commit with its publication, so subscribers in this
 process see events in sequence order. Plain in-progress updates are
-coalesced (see :mod:`.window`); transitions never are, and flush what is
-pending for their session first.
+coalesced (see :mod:`.window`) and, with a store that waits on I/O, written
+behind by a thread of their own, many per transaction (see :mod:`.writer`);
+transitions never are, and write what is pending for their session first.
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ from ..core.errors import (
 )
 from ..core.eta import EtaEstimator
 from ..core.models import (
-    JsonDict,
     ProgressEvent,
     ProgressEventType,
     ProgressSession,
@@ -47,6 +47,7 @@ from .outage import BufferedWrite, OutageBuffer
 from .subscription import Subscription
 from .urls import store_from_url
 from .window import Pending, WindowFlusher
+from .writer import MAX_BATCH_UPDATES, MAX_QUEUED_UPDATES, BatchWriter
 
 __all__ = ["CleanupResult", "ProgressTracker", "session_query"]
 
@@ -63,15 +64,17 @@ class CleanupResult:
 
 @dataclass(slots=True)
 class _Window:
-    """What this process knows of one session's coalescing window."""
+    """What this process knows of one session: its coalescing window and write queue."""
 
     status: str
     last_write_s: float
-    #: The metadata as last written, to check a coalesced update's merged size at once.
-    metadata: JsonDict
+    #: The session as last written, then as the queued updates leave it: what
+    #: an update that does not wait on the store is checked against.
+    session: ProgressSession
+    #: The latest coalesced update, written when the window ends.
     pending: Pending | None = None
-    #: The sub-operations as last written, to check a coalesced update's at once.
-    sub_operations: tuple[SubOperation, ...] = ()
+    #: Updates queued for the background writer, oldest first.
+    queued: list[Pending] | None = None
 
 
 class ProgressTracker:
@@ -125,6 +128,17 @@ class ProgressTracker:
             self._periodic_cleanup,
             background=background,
         )
+        #: Sessions with queued updates (an ordered set), and how many are queued.
+        self._queued_sessions: dict[str, None] = {}
+        self._queued_count = 0
+        #: Write-behind, where the store waits on I/O and threads may run.
+        self._writer = (
+            BatchWriter(self._write_queued)
+            if self.store.blocking
+            and background
+            and getattr(self.clock, "add_listener", None) is None
+            else None
+        )
 
     # -- creating ------------------------------------------------------------
 
@@ -159,7 +173,7 @@ class ProgressTracker:
                 self._outage.add_creation(change, exc)
                 return session_id
             self._windows[session_id] = _Window(
-                SessionStatus.INITIALIZING, float("-inf"), change.session.metadata
+                SessionStatus.INITIALIZING, float("-inf"), change.session
             )
             self._publish(events)
         return session_id
@@ -173,15 +187,19 @@ class ProgressTracker:
         sub_operation_updates: Sequence[SubOperationUpdate] = (),
         metadata: Mapping[str, Any] | None = None,
     ) -> None:
-        """Record progress. Plain in-progress updates are coalesced per window."""
+        """Record progress. Plain in-progress updates are coalesced per window
+        and, with write-behind, queued for the writer."""
         if not self.enabled:
             return
-        if (
-            self._window_s > 0
-            and isinstance(state, InProgress)
-            and self._coalesce(session_id, state, sub_operation_updates, metadata)
-        ):
-            return
+        if isinstance(state, InProgress):
+            if self._window_s > 0 and self._coalesce(
+                session_id, state, sub_operation_updates, metadata
+            ):
+                return
+            if self._writer is not None and self._enqueue(
+                session_id, state, sub_operation_updates, metadata
+            ):
+                return
         eta = self._eta_hook(session_id) if isinstance(state, InProgress) else None
         update = functools.partial(
             self.engine.update,
@@ -219,7 +237,7 @@ class ProgressTracker:
             if metadata:
                 metadata = self.engine.copy_metadata(metadata, "metadata")
                 pending_metadata = window.pending.metadata if window.pending else None
-                merged = {**window.metadata, **(pending_metadata or {}), **metadata}
+                merged = {**window.session.metadata, **(pending_metadata or {}), **metadata}
                 self.engine.check_metadata(merged, "the session's merged metadata")
             if window.pending is None:
                 deadline_s = window.last_write_s + self._window_s
@@ -243,7 +261,7 @@ class ProgressTracker:
         path raises the precise error. Bad metadata raises here, before
         anything changes; what is kept is a copy of the metadata as checked.
         """
-        known = {sub.id: sub for sub in window.sub_operations}
+        known = {sub.id: sub for sub in window.session.sub_operations}
         earlier = window.pending.sub_updates if window.pending is not None else None
         checked = []
         for update in sub_updates:
@@ -259,6 +277,154 @@ class ProgressTracker:
                 update = update.replace(metadata=own)
             checked.append(update)
         return checked
+
+    def _enqueue(
+        self,
+        session_id: str,
+        state: InProgress,
+        sub_updates: Sequence[SubOperationUpdate],
+        metadata: Mapping[str, Any] | None,
+    ) -> bool:
+        """Queue the update for the writer, checked first against the session as
+        last written or queued (a bad update raises here, and nothing is queued)."""
+        if sub_updates and any(update.state is not None for update in sub_updates):
+            return False  # possibly a sub-operation transition: written at once
+        now_s = self.clock.monotonic()
+        with self._lock:
+            window = self._windows.get(session_id)
+            if window is None or window.status != SessionStatus.IN_PROGRESS or self._outage.engaged:
+                return False
+            if window.pending is not None:
+                # The coalesced update came first: it goes first.
+                if not self._queue(window, window.pending):
+                    return False
+                window.pending = None
+            item = Pending(state, now_s, now_s)
+            if metadata:
+                item.metadata = self.engine.copy_metadata(metadata, "metadata")
+            if sub_updates:
+                item.add_sub_updates(
+                    [
+                        update.replace(
+                            metadata=self.engine.copy_metadata(
+                                update.metadata, f"metadata of sub-operation {update.id!r}"
+                            )
+                        )
+                        if update.metadata
+                        else update
+                        for update in sub_updates
+                    ]
+                )
+            self._queue(window, item, check=True)
+            window.last_write_s = now_s
+            self._queued_sessions[session_id] = None
+            overflow = self._queued_count >= MAX_QUEUED_UPDATES
+            if overflow:
+                # Back-pressure: the database does not keep up; write in this thread.
+                self._write_queued(limit=None)
+        if not overflow:
+            assert self._writer is not None
+            self._writer.notify()
+        return True
+
+    def _queue(self, window: _Window, item: Pending, *, check: bool = False) -> bool:
+        """Append ``item`` to the window's queue, moving its view on.
+
+        With ``check``, what the engine refuses raises; without, it is not queued
+        (False).
+        """
+        try:
+            change = self.engine.update(
+                window.session,
+                item.state,
+                sub_operation_updates=item.sub_update_list(),
+                metadata=item.metadata,
+                now=self._wall_time(item.at_s),
+            )
+        except ProgressError:
+            if check:
+                raise
+            return False
+        window.session = change.session
+        if window.queued is None:
+            window.queued = [item]
+        else:
+            window.queued.append(item)
+        self._queued_count += 1
+        return True
+
+    def _write_queued(self, limit: int | None = MAX_BATCH_UPDATES) -> bool:
+        """Write what is queued, up to ``limit`` updates, in one ``apply_many``.
+
+        Returns True if some were left for another round.
+        """
+        with self._lock:
+            runs = []
+            taken = 0
+            for session_id in list(self._queued_sessions):
+                if limit is not None and taken >= limit:
+                    break
+                del self._queued_sessions[session_id]
+                window = self._windows.get(session_id)
+                if window is None or not window.queued:
+                    continue
+                items, window.queued = window.queued, None
+                self._queued_count -= len(items)
+                taken += len(items)
+                runs.append((session_id, [self._mutation(session_id, item) for item in items]))
+            self._write_runs(runs)
+            return bool(self._queued_sessions)
+
+    def _write_runs(self, runs: list[tuple[str, list[Mutation]]]) -> None:
+        """Write sessions' runs of updates together (caller holds the lock).
+
+        The store's refusal of an update (the session changed elsewhere) is
+        logged and the rest of that session's run dropped, as for a coalesced
+        update; an outage hands them to the outage buffer, in order.
+        """
+        held = [run for run in runs if self._outage.holds(run[0])]
+        for session_id, mutations in held:
+            for mutation in mutations:
+                self._outage.add(session_id, mutation)
+        if held:
+            runs = [run for run in runs if not self._outage.holds(run[0])]
+        if not runs:
+            return
+        try:
+            results = self.store.apply_many(runs, history_limit=self._history_limit)
+        except StoreUnavailable as exc:
+            for session_id, mutations in runs:
+                for mutation in mutations:
+                    self._outage.add(session_id, mutation, exc)
+            return
+        events = []
+        for result in results:
+            events.extend(result.events)
+            if result.session is not None:
+                self._note_written(result.session)
+            if result.error is not None:
+                logger.debug(
+                    "dropped %d queued update(s) of %s: %s",
+                    len(next(m for sid, m in runs if sid == result.session_id)) - result.applied,
+                    result.session_id,
+                    result.error,
+                )
+                self._forget(result.session_id)
+        self._publish(events)
+
+    def _mutation(self, session_id: str, item: Pending) -> Mutation:
+        """The engine call that writes a pending or queued update."""
+        estimator = self._etas.get(session_id)
+        if estimator is None:
+            estimator = self._etas[session_id] = EtaEstimator(self.config.eta_smoothing)
+        return functools.partial(
+            self.engine.update,
+            state=item.state,
+            sub_operation_updates=item.sub_update_list(),
+            metadata=item.metadata,
+            now=self._wall_time(item.at_s),
+            eta=functools.partial(_observe, estimator, item.at_s),
+        )
 
     def _eta_hook(self, session_id: str) -> EtaHook:
         estimator = self._etas.get(session_id)
@@ -372,9 +538,8 @@ class ProgressTracker:
         """
         with self._lock:
             window = self._windows.get(session_id)
-            if window is not None and window.pending is not None:
-                committed = self._committed(session_id)
-                view = None if committed is None else self._apply_pending(committed, window.pending)
+            if window is not None and (window.pending is not None or window.queued):
+                view = self._local_view(session_id, window)
                 if view is not None:
                     (check or mutation)(view)
             self._flush_session(session_id)
@@ -397,6 +562,13 @@ class ProgressTracker:
             self._publish(events)
             return session
 
+    def _local_view(self, session_id: str, window: _Window) -> ProgressSession | None:
+        """The session as ``get_session`` shows it (without history); None if unknown."""
+        base = window.session if window.queued else self._committed(session_id)
+        if base is None or window.pending is None:
+            return base
+        return self._apply_pending(base, window.pending)
+
     def _committed(self, session_id: str) -> ProgressSession | None:
         """The session as the store has it; None if the store cannot say (an outage)."""
         if self._outage.engaged:
@@ -413,53 +585,32 @@ class ProgressTracker:
             return
         window = self._windows.get(session.id)
         if window is None:
-            self._windows[session.id] = _Window(
-                status, self.clock.monotonic(), session.metadata, None, session.sub_operations
-            )
+            self._windows[session.id] = _Window(status, self.clock.monotonic(), session)
         else:
             window.status = status
             window.last_write_s = self.clock.monotonic()
-            window.metadata = session.metadata
-            window.sub_operations = session.sub_operations
+            if not window.queued:  # else the view is ahead of the store: keep it
+                window.session = session
 
     def _forget(self, session_id: str) -> None:
-        self._windows.pop(session_id, None)
+        window = self._windows.pop(session_id, None)
+        if window is not None and window.queued:
+            self._queued_count -= len(window.queued)
+            self._queued_sessions.pop(session_id, None)
         self._etas.pop(session_id, None)
 
     def _flush_session(self, session_id: str) -> None:
-        """Write out what is pending for one session (caller holds the lock)."""
+        """Write out what is queued and pending for one session (caller holds the lock)."""
         window = self._windows.get(session_id)
-        if window is None or window.pending is None:
+        if window is None or (window.pending is None and not window.queued):
             return
-        pending, window.pending = window.pending, None
-        estimator = self._etas.get(session_id)
-        eta = None if estimator is None else functools.partial(_observe, estimator, pending.at_s)
-        mutation = functools.partial(
-            self.engine.update,
-            state=pending.state,
-            sub_operation_updates=pending.sub_update_list(),
-            metadata=pending.metadata,
-            now=self._wall_time(pending.at_s),
-            eta=eta,
-        )
-        if self._outage.holds(session_id):
-            self._outage.add(session_id, mutation)
-            return
-        try:
-            session, events = self.store.apply(
-                session_id, mutation, history_limit=self._history_limit
-            )
-        except StoreUnavailable as exc:
-            self._outage.add(session_id, mutation, exc)
-            return
-        except ProgressError as exc:
-            # The session changed elsewhere (cancelled, removed): the coalesced
-            # update is obsolete. The next call learns it from the store.
-            logger.debug("dropped coalesced update of %s: %s", session_id, exc)
-            self._forget(session_id)
-            return
-        self._note_written(session)
-        self._publish(events)
+        items = window.queued or []
+        self._queued_count -= len(items)
+        self._queued_sessions.pop(session_id, None)
+        if window.pending is not None:
+            items.append(window.pending)
+        window.queued = window.pending = None
+        self._write_runs([(session_id, [self._mutation(session_id, item) for item in items])])
 
     def _wall_time(self, at_s: float) -> Any:
         return self.clock.now() - timedelta(seconds=max(0.0, self.clock.monotonic() - at_s))
@@ -476,8 +627,10 @@ class ProgressTracker:
                     self._flush_session(session_id)
 
     def flush(self) -> None:
-        """Write out every coalesced update now, and what an outage held back if it can."""
+        """Write out every queued and coalesced update now, and what an outage held
+        back if it can."""
         with self._lock:
+            self._write_queued(limit=None)
             for session_id in [sid for sid, w in self._windows.items() if w.pending]:
                 self._flush_session(session_id)
         if self._outage.pending_sessions():
@@ -526,10 +679,11 @@ class ProgressTracker:
             if session is None:
                 raise SessionNotFound(session_id)
             window = self._windows.get(session_id)
-            pending = window.pending if window is not None else None
-        if pending is None:
-            return session
-        view = self._apply_pending(session, pending)
+            if window is None or (window.pending is None and not window.queued):
+                return session
+            base = window.session if window.queued else session
+            pending = window.pending
+        view = base if pending is None else self._apply_pending(base, pending)
         if view is None:
             return session
         return view.replace(history=session.history)
@@ -689,6 +843,8 @@ class ProgressTracker:
             return
         self._closed = True
         self._flusher.stop()
+        if self._writer is not None:
+            self._writer.stop()
         self.flush()
         self._outage.close()
         self._unsubscribe_bus()

@@ -22,6 +22,10 @@ from .conftest import TrackerFactory
 E = ProgressEventType
 
 
+#: Sessions the concurrent writer below makes at most (about 7 events each).
+MAX_WRITER_ROUNDS = 1000
+
+
 def produce(tracker: ProgressTracker, sessions: int = 1, updates: int = 3) -> list[str]:
     ids = []
     for _ in range(sessions):
@@ -107,7 +111,11 @@ def test_since_has_no_gap_or_duplicate_while_events_are_being_written(
     stop = threading.Event()
 
     def keep_writing() -> None:
-        while not stop.is_set():
+        # Bounded, so the memory store's event ring (10,000 events) keeps
+        # the whole log however fast this machine is.
+        for _ in range(MAX_WRITER_ROUNDS):
+            if stop.is_set():
+                return
             produce(tracker, sessions=1, updates=2)
 
     writer = threading.Thread(target=keep_writing)

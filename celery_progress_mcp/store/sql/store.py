@@ -31,7 +31,13 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL
 
 from ...core.engine import Change, EventDraft
-from ...core.errors import CapacityExceeded, InvalidProgress, SessionNotFound, StoreUnavailable
+from ...core.errors import (
+    CapacityExceeded,
+    InvalidProgress,
+    ProgressError,
+    SessionNotFound,
+    StoreUnavailable,
+)
 from ...core.history import stride_for
 from ...core.models import (
     ProgressEvent,
@@ -41,7 +47,7 @@ from ...core.models import (
     SubOperation,
 )
 from ...core.states import ACTIVE_STATUSES, TERMINAL_STATUSES, Completed, SessionStatus
-from ..base import Mutation, SessionQuery, Store
+from ..base import Applied, Mutation, SessionQuery, Store
 from . import codec, listing
 from . import statements as q
 from .cache import CachedSession, SessionCache
@@ -146,7 +152,7 @@ class SqlStore(Store):
         codec.check_ids(session)
         self._ready()
         doubt = self._in_doubt.get(session.id)
-        if doubt is not None and doubt.call is change:
+        if doubt is not None and doubt.made(change):
             happened = self._tx.read_fast(lambda ex: self._confirm_creation(ex, doubt))
             if happened is not None:
                 self._in_doubt.pop(session.id, None)
@@ -178,7 +184,7 @@ class SqlStore(Store):
                 values["revision"] = revision = _new_revision()
                 attempted.append(
                     _InDoubt(
-                        change, revision, session, values["snapshot_count"], len(change.events)
+                        (change,), revision, session, values["snapshot_count"], len(change.events)
                     )
                 )
                 ex.run(q.INSERT_SESSION, values)
@@ -215,53 +221,21 @@ class SqlStore(Store):
             attempted.clear()
             loaded = self._load(ex, session_id)
             doubt = self._in_doubt.get(session_id)
-            if doubt is not None and doubt.call is mutation and doubt.revision == loaded.revision:
+            if doubt is not None and doubt.revision == loaded.revision and doubt.made(mutation):
                 # The commit this call was in doubt about happened: never apply it twice.
                 logger.info(
                     "a write to %s whose commit was in doubt had been committed", session_id
                 )
-                return doubt.session, self._latest_events(ex, session_id, doubt.events), loaded
-            current = loaded.session
-            change = mutation(current)
-            new = change.session
-            if new.sub_operations is not current.sub_operations:
-                codec.check_ids(new)  # the ids of a session never change; its subs may
-            snapshot_count = loaded.snapshot_count
-            revision = loaded.revision
+                count = doubt.events if mutation is doubt.calls[-1] else 0
+                return doubt.session, self._latest_events(ex, session_id, count), loaded
             with ex.pipeline():
-                if self._relaxed_commit and _progress_only(current, new):
+                written = self._write_change(ex, loaded, mutation, history_limit)
+                if self._relaxed_commit and written.progress_only:
                     ex.command(q.RELAXED_COMMIT)
-                values = None
-                if change.snapshot is not None or _row_changed(current, new):
-                    values = codec.session_values(new)
-                    values["snapshot_count"] = snapshot_count + (change.snapshot is not None)
-                    values["revision"] = revision = _new_revision()
-                    ex.run(q.UPDATE_SESSION, q.session_update_params(values))
-                if change.snapshot is not None:
-                    self._record_snapshot(
-                        ex,
-                        session_id,
-                        change.snapshot,
-                        snapshot_count,
-                        history_limit,
-                        _state_json(change, values),
-                    )
-                    snapshot_count += 1
-                self._write_subs(
-                    ex,
-                    session_id,
-                    {sub.id: (i, sub) for i, sub in enumerate(current.sub_operations)},
-                    new.sub_operations,
-                )
-                if new.state.status != current.state.status:
-                    self._count_transition(ex, current, new)
-                logged = self._log_events(ex, new, change.events)
-                if values is not None:
-                    attempted.append(
-                        _InDoubt(mutation, revision, new, snapshot_count, len(change.events))
-                    )
+                if written.revised:
+                    attempted.append(_InDoubt.of([mutation], [written]))
                 ex.commit()
-            return new, logged(), CachedSession(new, revision, snapshot_count)
+            return written.cached.session, written.logged(), written.cached
 
         try:
             new, events, cached = self._tx.write(work)
@@ -270,11 +244,120 @@ class SqlStore(Store):
                 self._in_doubt[session_id] = attempted[0]
             raise
         self._in_doubt.pop(session_id, None)
-        if new.state.status in TERMINAL_STATUSES:
-            self._cache.discard(session_id)
+        self._remember(cached)
+        return new, events
+
+    def apply_many(
+        self, writes: Sequence[tuple[str, Sequence[Mutation]]], *, history_limit: int
+    ) -> list[Applied]:
+        """Every run in one transaction: rows locked together, writes sent together.
+
+        Sessions are locked in id order, the order every batch takes, so two
+        processes' batches never deadlock.
+        """
+        self._ready()
+        runs = sorted(((sid, list(ms)) for sid, ms in writes if ms), key=lambda run: run[0])
+        attempted: dict[str, _InDoubt] = {}
+
+        def work(ex: Executor) -> list[tuple[Applied, list[_Written]]]:
+            attempted.clear()
+            loaded = self._load_many(ex, [session_id for session_id, _ in runs])
+            outcomes = []
+            relaxed = self._relaxed_commit
+            with ex.pipeline():
+                for session_id, mutations in runs:
+                    outcome = Applied(session_id)
+                    done: list[_Written] = []
+                    current = loaded.get(session_id)
+                    if current is None:
+                        outcome.error = SessionNotFound(session_id)
+                        mutations = []
+                    for mutation in mutations:
+                        assert current is not None
+                        try:
+                            written = self._write_change(ex, current, mutation, history_limit)
+                        except ProgressError as exc:
+                            outcome.error = exc
+                            break
+                        done.append(written)
+                        current = written.cached
+                        relaxed = relaxed and written.progress_only
+                    outcome.applied = len(done)
+                    if any(written.revised for written in done):
+                        attempted[session_id] = _InDoubt.of(mutations[: len(done)], done)
+                    outcomes.append((outcome, done))
+                if relaxed:
+                    ex.command(q.RELAXED_COMMIT)
+                ex.commit()
+            return outcomes
+
+        try:
+            outcomes = self._tx.write(work)
+        except CommitInDoubt:
+            self._in_doubt.update(attempted)
+            raise
+        results = []
+        for outcome, done in outcomes:
+            self._in_doubt.pop(outcome.session_id, None)
+            for written in done:
+                outcome.events.extend(written.logged())
+            if done:
+                outcome.session = done[-1].cached.session
+                self._remember(done[-1].cached)
+            results.append(outcome)
+        return results
+
+    def _write_change(
+        self, ex: Executor, loaded: CachedSession, mutation: Mutation, history_limit: int
+    ) -> _Written:
+        """Run ``mutation`` on the locked session and send its writes (no commit).
+
+        The mutation runs first: if it raises, nothing has been sent.
+        """
+        current = loaded.session
+        change = mutation(current)
+        new = change.session
+        if new.sub_operations is not current.sub_operations:
+            codec.check_ids(new)  # the ids of a session never change; its subs may
+        snapshot_count = loaded.snapshot_count
+        revision = loaded.revision
+        values = None
+        if change.snapshot is not None or _row_changed(current, new):
+            values = codec.session_values(new)
+            values["snapshot_count"] = snapshot_count + (change.snapshot is not None)
+            values["revision"] = revision = _new_revision()
+            ex.run(q.UPDATE_SESSION, q.session_update_params(values))
+        if change.snapshot is not None:
+            self._record_snapshot(
+                ex,
+                current.id,
+                change.snapshot,
+                snapshot_count,
+                history_limit,
+                _state_json(change, values),
+            )
+            snapshot_count += 1
+        self._write_subs(
+            ex,
+            current.id,
+            {sub.id: (i, sub) for i, sub in enumerate(current.sub_operations)},
+            new.sub_operations,
+        )
+        if new.state.status != current.state.status:
+            self._count_transition(ex, current, new)
+        return _Written(
+            CachedSession(new, revision, snapshot_count),
+            self._log_events(ex, new, change.events),
+            revised=values is not None,
+            progress_only=_progress_only(current, new),
+            events=len(change.events),
+        )
+
+    def _remember(self, cached: CachedSession) -> None:
+        if cached.session.state.status in TERMINAL_STATUSES:
+            self._cache.discard(cached.session.id)
         else:
             self._cache.put(cached)
-        return new, events
 
     def _confirm_creation(self, ex: Executor, doubt: _InDoubt) -> list[ProgressEvent] | None:
         """The events of a creation in doubt if it happened, else None."""
@@ -311,6 +394,50 @@ class SqlStore(Store):
             int(values["revision"]),
             int(values["snapshot_count"]),
         )
+
+    def _load_many(self, ex: Executor, session_ids: Sequence[str]) -> dict[str, CachedSession]:
+        """Lock the sessions' rows in the order given and read those not cached.
+
+        Sessions that do not exist are left out.
+        """
+        with ex.pipeline():
+            heads = [
+                (session_id, ex.submit(q.LOCK_SESSION, {"b_id": session_id}))
+                for session_id in session_ids
+            ]
+            revisions = {}
+            for session_id, head in heads:
+                row = head.one()
+                if row is None:
+                    self._cache.discard(session_id)
+                else:
+                    revisions[session_id] = int(row["revision"])
+        loaded: dict[str, CachedSession] = {}
+        reads = []
+        for session_id, revision in revisions.items():
+            cached = self._cache.get(session_id, revision)
+            if cached is not None:
+                loaded[session_id] = cached
+            else:
+                reads.append(session_id)
+        if reads:
+            with ex.pipeline():
+                pending = [
+                    (
+                        ex.submit(q.READ_SESSION, {"b_id": session_id}),
+                        ex.submit(q.READ_SUB_OPERATIONS, {"b_id": session_id}),
+                    )
+                    for session_id in reads
+                ]
+                for read, subs in pending:
+                    values = read.one()
+                    assert values is not None  # the row is locked
+                    decoded = [codec.decode_sub_operation(sub) for sub in subs.all()]
+                    session = codec.decode_session(values, decoded)
+                    loaded[session.id] = CachedSession(
+                        session, int(values["revision"]), int(values["snapshot_count"])
+                    )
+        return loaded
 
     def _write_subs(
         self,
@@ -616,13 +743,42 @@ class SqlStore(Store):
 
 @dataclass(frozen=True, slots=True)
 class _InDoubt:
-    """A write whose commit may have happened: replayed, it is recognised by ``call``
-    (the same Mutation or Change object) and ``revision`` (its token in the row)."""
+    """Writes whose commit may have happened: replayed, each is recognised by being
+    one of ``calls`` (the same Mutation or Change objects) while the row still holds
+    ``revision`` (the token the last of them wrote)."""
 
-    call: object
+    calls: tuple[object, ...]
     revision: int
     session: ProgressSession
     snapshot_count: int
+    #: Events the calls logged, all told.
+    events: int
+
+    def made(self, call: object) -> bool:
+        return any(made is call for made in self.calls)
+
+    @classmethod
+    def of(cls, calls: Sequence[object], written: Sequence[_Written]) -> _InDoubt:
+        last = written[-1].cached
+        return cls(
+            tuple(calls),
+            last.revision,
+            last.session,
+            last.snapshot_count,
+            sum(w.events for w in written),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Written:
+    """One mutation's writes, sent and not yet committed."""
+
+    cached: CachedSession
+    #: The logged events, once the commit has been read back.
+    logged: Callable[[], list[ProgressEvent]]
+    #: The session row was rewritten (with a new revision).
+    revised: bool
+    progress_only: bool
     events: int
 
 
