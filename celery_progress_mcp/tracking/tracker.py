@@ -681,7 +681,10 @@ class ProgressTracker:
             window = self._windows.get(session_id)
             if window is None or (window.pending is None and not window.queued):
                 return session
-            base = window.session if window.queued else session
+            # Queued updates are ahead of the store, unless the session has
+            # moved on elsewhere (cancelled, paused): then they will be refused.
+            ahead = window.queued and session.state.status == SessionStatus.IN_PROGRESS
+            base = window.session if ahead else session
             pending = window.pending
         view = base if pending is None else self._apply_pending(base, pending)
         if view is None:

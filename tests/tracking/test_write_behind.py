@@ -165,6 +165,8 @@ def test_queued_updates_of_a_session_cancelled_elsewhere_are_dropped(
             with tracker._lock:
                 tracker.update_progress(session_id, InProgress(percentage=50.0))
                 other.cancel_session(session_id, "stopped by another process")
+                # The store's truth wins over the queued update, before it is written.
+                assert tracker.get_session(session_id).state.status == SessionStatus.CANCELLED
             tracker.flush()
     finally:
         other.close()
