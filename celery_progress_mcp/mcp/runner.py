@@ -3,7 +3,9 @@
 The session (id = task id) is subscribed to before the task is sent, so no
 event is missed; its events drive progress notices and tell when the task
 has ended. Because the bus may drop events, the store and the result
-backend are also polled every ``poll_interval_s``. Failure is an answer,
+backend are also polled every ``poll_interval_s``; when the poll sees the
+end first, the events the bus has not brought yet are read from the
+store's event log, so no progress notice is lost. Failure is an answer,
 never a hang: a failed task, a lost worker and a task that no worker picks
 up within ``pickup_timeout_s`` all end in an :class:`Outcome` with an error.
 """
@@ -167,6 +169,16 @@ class TaskRunner:
         sent_at_s = time.monotonic() if sent_at_s is None else sent_at_s
         next_poll_s = time.monotonic() + self.options.poll_interval_s
         started = False
+        #: Sequence number of the newest event of the session handled so far.
+        handled_seq = 0
+
+        async def handle(event: ProgressEvent, now_s: float) -> None:
+            nonlocal handled_seq
+            handled_seq = max(handled_seq, event.seq)
+            notice = mapper.observe(event) if on_notice is not None else None
+            if notice is not None:
+                await _deliver(on_notice, pacer.offer(notice, now_s))
+
         while True:
             now_s = time.monotonic()
             waits = [next_poll_s - now_s]
@@ -177,11 +189,7 @@ class TaskRunner:
             now_s = time.monotonic()
             if event is not None:
                 started = started or _shows_start(event)
-                notice = mapper.observe(event) if on_notice is not None else None
-                if notice is not None:
-                    notice = pacer.offer(notice, now_s)
-                    if notice is not None:
-                        await _deliver(on_notice, notice)
+                await handle(event, now_s)
                 if event.event_type in TERMINAL_EVENTS:
                     await _deliver(on_notice, pacer.drain())
                     return await self.outcome_of(task_id)
@@ -193,10 +201,29 @@ class TaskRunner:
                 outcome, seen_started = await self._poll(task_id)
                 started = started or seen_started
                 if outcome is not None:
+                    if on_notice is not None:
+                        # The store showed the end before the bus brought the
+                        # last events (still on their way, or dropped): they
+                        # come from the store's event log, so none is lost.
+                        for late in await self._events_after(task_id, handled_seq):
+                            await handle(late, time.monotonic())
                     await _deliver(on_notice, pacer.drain())
                     return outcome
                 if not started and now_s - sent_at_s >= self.options.pickup_timeout_s:
                     return await self._not_picked_up(task_id)
+
+    async def _events_after(self, task_id: str, since: int) -> list[ProgressEvent]:
+        """The session's events after sequence number ``since``, from the store's log."""
+
+        def read() -> list[ProgressEvent]:
+            with self.tracker.subscribe_to_events(session_id=task_id, since=since) as replay:
+                return replay.drain()
+
+        try:
+            return await anyio.to_thread.run_sync(read)
+        except ProgressError as exc:
+            logger.debug("events of %s after %d not read: %s", task_id, since, exc)
+            return []
 
     async def outcome_of(self, task_id: str) -> Outcome:
         """The outcome of a task whose session has ended."""

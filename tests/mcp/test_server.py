@@ -35,7 +35,7 @@ def anyio_backend() -> str:
 async def connected(
     app: Any, tracker: ProgressTracker, **options: Any
 ) -> AsyncIterator[tuple[Client, list[types.ServerNotification]]]:
-    run = RunOptions(poll_interval_s=0.2, **options.pop("run", {}))
+    run = RunOptions(**{"poll_interval_s": 0.2, **options.pop("run", {})})
     server = build_server(app, TASKS, tracker=tracker, options=ServerOptions(run=run, **options))
     seen: list[types.ServerNotification] = []
 
@@ -85,6 +85,18 @@ async def test_a_call_with_a_token_gets_increasing_progress_then_its_result(
     assert all(message and message.startswith("count ") for _, _, message in progress.calls)
     session_id = (result.meta or {})[SESSION_META_KEY]
     assert tracker.get_session(session_id).status == "completed"
+
+
+async def test_every_update_is_a_notice_even_when_a_poll_sees_the_end_first(
+    demo_app: Any, tracker: ProgressTracker
+) -> None:
+    # Polling all the time, the server often learns from the store that the
+    # task has ended while the bus is still bringing its last updates.
+    async with connected(demo_app, tracker, run={"poll_interval_s": 0.001}) as (client, _):
+        for _ in range(5):
+            progress = Progress()
+            await client.call_tool("demo.count", {"n": 30, "delay": 0}, progress_callback=progress)
+            assert [p for p, _, _ in progress.calls] == pytest.approx(list(range(1, 31)))
 
 
 async def test_a_call_without_a_token_gets_no_progress(
