@@ -191,7 +191,10 @@ class ProgressTracker:
         and, with write-behind, queued for the writer."""
         if not self.enabled:
             return
-        if isinstance(state, InProgress):
+        # A sub-operation update with a state may be a transition: written at once.
+        if isinstance(state, InProgress) and not any(
+            u.state is not None for u in sub_operation_updates
+        ):
             if self._window_s > 0 and self._coalesce(
                 session_id, state, sub_operation_updates, metadata
             ):
@@ -218,8 +221,6 @@ class ProgressTracker:
         metadata: Mapping[str, Any] | None,
     ) -> bool:
         """Keep the update pending if a write for this session happened within the window."""
-        if sub_updates and any(update.state is not None for update in sub_updates):
-            return False  # possibly a sub-operation transition: never coalesced
         now_s = self.clock.monotonic()
         with self._lock:
             window = self._windows.get(session_id)
@@ -287,8 +288,6 @@ class ProgressTracker:
     ) -> bool:
         """Queue the update for the writer, checked first against the session as
         last written or queued (a bad update raises here, and nothing is queued)."""
-        if sub_updates and any(update.state is not None for update in sub_updates):
-            return False  # possibly a sub-operation transition: written at once
         now_s = self.clock.monotonic()
         with self._lock:
             window = self._windows.get(session_id)
