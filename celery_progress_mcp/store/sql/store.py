@@ -8,6 +8,10 @@ what differs is how they are kept across processes:
   sub-operation rows that changed, the snapshot (and thin the history with
   one DELETE), the lifetime counters on a status change and, last, the
   events. A mutation that raises rolls everything back.
+* ``apply_many`` (group commit) does the same for many sessions' runs of
+  updates in one transaction: their rows locked in id order, each mutation
+  run in turn on the session as the one before left it, every write sent
+  in one pipeline (PostgreSQL) with the commit.
 * Event sequence numbers come from one counter row, incremented as the last
   step before the commit: its row lock is held until the commit, so numbers
   are handed out in commit order and a reader never sees N+1 before N.
