@@ -319,3 +319,47 @@ def test_live_counts_match_the_sessions(make_store: MakeStore) -> None:
     assert store.count_sessions(SessionQuery()) == len(listed)
     for status in counted:
         assert store.count_sessions(SessionQuery(statuses=[status])) == counted[status]
+
+
+def test_apply_many_applies_each_run_in_order_and_stops_a_run_at_a_refusal(
+    make_store: MakeStore,
+) -> None:
+    store = make_store()
+    for session_id in ("a", "b", "c"):
+        create(store, session_id)
+    store.apply("c", complete(), history_limit=HISTORY)
+    first_seq = store.last_seq()
+
+    def refuse(session: ProgressSession) -> Change:
+        raise InvalidTransition("no")
+
+    results = store.apply_many(
+        [
+            ("b", [update(10), update(20), refuse, update(30)]),
+            ("a", [update(5), update(6)]),
+            ("missing", [update(1)]),
+            ("c", [update(50)]),
+        ],
+        history_limit=HISTORY,
+    )
+    by_id = {result.session_id: result for result in results}
+    assert (by_id["a"].applied, by_id["a"].error) == (2, None)
+    assert by_id["b"].applied == 2
+    assert isinstance(by_id["b"].error, InvalidTransition)
+    assert isinstance(by_id["missing"].error, SessionNotFound)
+    assert isinstance(by_id["c"].error, InvalidTransition)  # completed: final
+    assert (by_id["missing"].applied, by_id["c"].applied) == (0, 0)
+    # Each applied mutation is written with its own event and snapshot, in order.
+    assert by_id["b"].session == store.get("b", with_history=False)
+    assert store.get("b").percentage == 20  # type: ignore[union-attr]
+    assert store.get("a").percentage == 6  # type: ignore[union-attr]
+    assert [s.state.percentage for s in store.get("b").history[1:]] == [10, 20]  # type: ignore[union-attr]
+    logged = store.events_since(first_seq)
+    assert [e.seq for e in logged] == list(range(first_seq + 1, store.last_seq() + 1))
+    assert sorted(e.seq for r in results for e in r.events) == [e.seq for e in logged]
+    assert [
+        e.data["percentage"]
+        for e in logged
+        if e.session_id == "b" and e.event_type == "ProgressUpdated"
+    ] == [10, 20]
+    assert store.stats().sessions_by_state["completed"] == 1
