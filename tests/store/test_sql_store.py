@@ -347,6 +347,41 @@ def test_a_write_whose_commit_was_in_doubt_is_never_applied_twice(
         store.close()
 
 
+def test_a_batch_whose_commit_was_in_doubt_is_never_applied_twice(
+    sql_store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = SqlStore(sql_store_url)
+    real_commit = Executor.commit
+
+    def commit_then_lose_the_answer(executor: Executor) -> None:
+        real_commit(executor)
+        raise _lost_answer(sql_store_url)
+
+    try:
+        store.create(
+            ENGINE.create(session_id="s", operation_id="op", now=NOW),
+            max_active=10,
+            history_limit=HISTORY,
+        )
+        mutations = [update(10), update(20), update(30)]
+        monkeypatch.setattr(Executor, "commit", commit_then_lose_the_answer)
+        with pytest.raises(CommitInDoubt):
+            store.apply_many([("s", mutations)], history_limit=HISTORY)
+        monkeypatch.undo()
+        # Replayed one by one, as the outage buffer replays a batch.
+        replayed = [store.apply("s", m, history_limit=HISTORY) for m in mutations]
+        assert [session.state.percentage for session, _ in replayed] == [30, 30, 30]  # type: ignore[union-attr]
+        updates = [e for e in store.events_since(0) if e.event_type == "ProgressUpdated"]
+        assert [e.data["percentage"] for e in updates] == [10, 20, 30]
+        assert sorted(e.seq for _, events in replayed for e in events) == [
+            e.seq for e in store.events_since(1)
+        ]
+        assert len(store.get("s").history) == 4  # type: ignore[union-attr]
+    finally:
+        monkeypatch.undo()
+        store.close()
+
+
 def test_a_tracker_opens_the_store_its_config_names(sql_store_url: str) -> None:
     plain = sql_store_url.replace("+psycopg", "").replace("+pymysql", "")  # bare dialects
     tracker = ProgressTracker(ProgressConfig(store_url=plain))

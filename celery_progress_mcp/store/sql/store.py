@@ -220,9 +220,11 @@ class SqlStore(Store):
         self._ready()
 
         attempted: list[_InDoubt] = []
+        keep_doubt: list[_InDoubt] = []
 
         def work(ex: Executor) -> tuple[ProgressSession, list[ProgressEvent], CachedSession]:
             attempted.clear()
+            keep_doubt.clear()
             loaded = self._load(ex, session_id)
             doubt = self._in_doubt.get(session_id)
             if doubt is not None and doubt.revision == loaded.revision and doubt.made(mutation):
@@ -230,7 +232,10 @@ class SqlStore(Store):
                 logger.info(
                     "a write to %s whose commit was in doubt had been committed", session_id
                 )
-                count = doubt.events if mutation is doubt.calls[-1] else 0
+                last = mutation is doubt.calls[-1]
+                if not last:
+                    keep_doubt.append(doubt)  # the later calls of the batch are to come
+                count = doubt.events if last else 0
                 return doubt.session, self._latest_events(ex, session_id, count), loaded
             with ex.pipeline():
                 written = self._write_change(ex, loaded, mutation, history_limit)
@@ -247,7 +252,8 @@ class SqlStore(Store):
             if attempted:
                 self._in_doubt[session_id] = attempted[0]
             raise
-        self._in_doubt.pop(session_id, None)
+        if not keep_doubt:
+            self._in_doubt.pop(session_id, None)
         self._remember(cached)
         return new, events
 
