@@ -1,11 +1,16 @@
 """The MCP server: allowlisted Celery tasks as tools, with progress and cancellation.
 
 Built on the official SDK's low-level ``mcp.server.Server`` (the engine
-inside ``MCPServer``): ``MCPServer`` answers unknown tools and invalid
-arguments with ``isError`` results where the specification wants JSON-RPC
-errors, takes tool schemas only from Python signatures it can see, and has
-no way to serve ``resources/subscribe``; the low-level server lets each of
-these be done as the specification says.
+inside ``MCPServer``), not on ``MCPServer`` itself. In mcp 2.3.0
+``MCPServer`` lists tools only from Python functions it runs (no
+``execution.taskSupport``, output schema from the signature), answers
+unknown tools and invalid arguments with ``isError`` results where the
+specification wants JSON-RPC errors, lists only static resources, and has
+no ``resources/subscribe``. Its only public ways below are a middleware,
+whose answers bypass the SDK's result validation and 2026 envelope, and
+``Extension.methods``, which refuses specification methods; the low-level
+server it wraps is the private ``MCPServer._lowlevel_server``. The
+low-level server takes each handler in its documented constructor.
 
 A ``tools/call`` sends the task with a fresh id (= session id), follows the
 session and, when the request carries ``_meta.progressToken``, sends
@@ -31,6 +36,7 @@ import anyio
 import anyio.abc
 import mcp_types as types
 from mcp.server import Server, ServerRequestContext
+from mcp.server.connection import Connection
 from mcp.server.context import CallNext, HandlerResult
 from mcp.server.session import ServerSession
 from mcp.shared.exceptions import MCPError
@@ -74,6 +80,8 @@ CANCEL_BUDGET_S = 15.0
 REASON_KEEP_S = 30.0
 #: Reason recorded when a request ends without a ``notifications/cancelled``.
 CLIENT_GONE_REASON = "the MCP client went away or gave up on the request"
+#: Key in ``Connection.state`` of the cleanups registered on a connection.
+_CLEANUP_STATE_KEY = "celery-progress-mcp/cleanups"
 
 
 @dataclass(frozen=True)
@@ -612,21 +620,35 @@ def _session_id_of(uri: str) -> str:
     return uri[len(RESOURCE_PREFIX) :]
 
 
+def _connection_of(session: ServerSession) -> Connection | None:
+    """The client connection a request came on.
+
+    The one private access in this package: mcp 2.3.0 gives a handler its
+    ``Connection`` (public ``state`` and ``exit_stack``, meant for handlers)
+    only through ``ServerSession._connection``; ``ServerRequestContext`` has
+    no ``connection`` field, and the ``Context`` that has one is not what the
+    SDK hands to handlers. A per-request ``ServerSession`` cannot stand in:
+    the SDK builds a new one for every request.
+    """
+    connection = getattr(session, "_connection", None)
+    return connection if isinstance(connection, Connection) else None
+
+
 def _connection_key(session: ServerSession) -> int:
     """Identifies the client connection a request came on (request ids are per connection)."""
-    return id(getattr(session, "_connection", session))
+    return id(_connection_of(session) or session)
 
 
 def _on_connection_close(session: ServerSession, callback: Any, *args: Any) -> None:
-    connection = getattr(session, "_connection", None)
-    stack = getattr(connection, "exit_stack", None)
-    registered: set[int] = getattr(connection, "_celery_progress_cleanup", set())
-    if stack is None or id(callback) in registered:
+    """Run ``callback(*args)`` once when the connection closes (its ``exit_stack``)."""
+    connection = _connection_of(session)
+    if connection is None:
         return
-    stack.push_async_callback(callback, *args)
+    registered: set[int] = connection.state.setdefault(_CLEANUP_STATE_KEY, set())
+    if id(callback) in registered:
+        return
+    connection.exit_stack.push_async_callback(callback, *args)
     registered.add(id(callback))
-    with contextlib.suppress(AttributeError):
-        connection._celery_progress_cleanup = registered  # type: ignore[union-attr]
 
 
 async def _notify_quietly(sending: Any) -> None:

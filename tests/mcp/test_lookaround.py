@@ -8,11 +8,14 @@ from typing import Any
 import anyio
 import mcp_types as types
 import pytest
+from mcp import Client
 from mcp.shared.exceptions import MCPError
 
 from celery_progress_mcp import ProgressTracker
+from celery_progress_mcp.mcp import build_server
 from celery_progress_mcp.mcp.server import SESSION_META_KEY
 
+from .inproc import TASKS
 from .test_server import connected
 
 pytestmark = pytest.mark.anyio
@@ -114,3 +117,17 @@ async def test_session_resources_are_listed_and_read(
     content = read.contents[0]
     assert isinstance(content, types.TextResourceContents)
     assert json.loads(content.text)["status"] == "completed"
+
+
+@pytest.mark.filterwarnings("ignore:resources/subscribe is removed")
+async def test_subscriptions_of_a_connection_are_forgotten_when_it_closes(
+    demo_app: Any, tracker: ProgressTracker
+) -> None:
+    server = build_server(demo_app, TASKS, tracker=tracker)
+    async with Client(server.server, mode="legacy") as client:
+        await client.subscribe_resource("progress://sessions/one")
+        await client.subscribe_resource("progress://sessions/two")
+        await client.unsubscribe_resource("progress://sessions/two")
+        assert set(server._subscribers) == {"one"}
+    # The connection's exit stack ran the cleanup registered at subscribe.
+    assert server._subscribers == {}
