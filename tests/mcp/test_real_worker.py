@@ -301,7 +301,7 @@ async def test_over_http_progress_result_and_giving_up(http_url: str, project: M
     values = [value for value, _, _ in progress.calls]
     assert len(values) >= 3
     assert values == sorted(set(values))
-    for _ in range(100):
+    for _ in range(300):  # up to 30 s: a loaded machine may be slow to revoke
         abandoned = [
             s
             for s in project.tracker.list_sessions(operation_id="mcpproj.count", limit=200)
