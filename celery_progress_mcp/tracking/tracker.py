@@ -1,10 +1,15 @@
 """``ProgressTracker``: the engine behind the Store and EventBus ports.
 
-One lock orders every commit with its publication, so subscribers in this
-process see events in sequence order. Plain in-progress updates are
-coalesced (see :mod:`.window`) and, with a store that waits on I/O, written
-behind by a thread of their own, many per transaction (see :mod:`.writer`);
-transitions never are, and write what is pending for their session first.
+Plain in-progress updates are coalesced (see :mod:`.window`) and, with a
+store that waits on I/O, written behind by a thread of their own, many per
+transaction (see :mod:`.writer`); transitions never are, and write what is
+pending for their session first.
+
+Two locks, the commit lock always taken first: the commit lock orders every
+store write with its publication, so subscribers in this process see events
+in sequence order; the state lock guards what the tracker keeps in memory.
+The background writer does not hold the state lock during its transaction,
+so a call that only coalesces or queues never waits on the database.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -47,7 +53,7 @@ from .outage import BufferedWrite, OutageBuffer
 from .subscription import Subscription
 from .urls import store_from_url
 from .window import Pending, WindowFlusher
-from .writer import MAX_BATCH_UPDATES, MAX_QUEUED_UPDATES, BatchWriter
+from .writer import MAX_BATCH_UPDATES, MAX_QUEUED_UPDATES, ROOM_WAIT_S, BatchWriter
 
 __all__ = ["CleanupResult", "ProgressTracker", "session_query"]
 
@@ -75,6 +81,12 @@ class _Window:
     pending: Pending | None = None
     #: Updates queued for the background writer, oldest first.
     queued: list[Pending] | None = None
+    #: Updates taken by the writer and not yet committed.
+    in_flight: int = 0
+
+    def ahead(self) -> bool:
+        """Whether ``session`` holds updates the store may not have yet."""
+        return bool(self.queued) or self.in_flight > 0
 
 
 class ProgressTracker:
@@ -105,6 +117,9 @@ class ProgressTracker:
         self.engine = Engine(self.config)
         self._window_s = self.config.update_interval_s
         self._history_limit = self.config.max_history_snapshots
+        #: Orders store writes with their publication (taken before ``_lock``).
+        self._commit_lock = threading.RLock()
+        #: Guards the windows, queues and subscriptions.
         self._lock = threading.RLock()
         self._windows: dict[str, _Window] = {}
         self._etas: dict[str, EtaEstimator] = {}
@@ -114,7 +129,7 @@ class ProgressTracker:
         #: Writes held back by a store outage, replayed in order on reconnect.
         self._outage = OutageBuffer(
             self._replay_buffered,
-            self._lock,
+            self._commit_lock,
             probe=self._store_answers,
             update_function=self.engine.update,
             # Like the window flusher: no thread under a hand-driven clock;
@@ -131,6 +146,8 @@ class ProgressTracker:
         #: Sessions with queued updates (an ordered set), and how many are queued.
         self._queued_sessions: dict[str, None] = {}
         self._queued_count = 0
+        #: Notified whenever the writer takes a batch: room in the queue.
+        self._room = threading.Condition(threading.Lock())
         #: Write-behind, where the store waits on I/O and threads may run.
         self._writer = (
             BatchWriter(self._write_queued)
@@ -160,7 +177,7 @@ class ProgressTracker:
             parent_id=parent_id,
             now=self.clock.now(),
         )
-        with self._lock:
+        with self._commit_lock, self._lock:
             try:
                 if self._outage.engaged:
                     raise StoreUnavailable("the progress store is down")
@@ -288,6 +305,8 @@ class ProgressTracker:
     ) -> bool:
         """Queue the update for the writer, checked first against the session as
         last written or queued (a bad update raises here, and nothing is queued)."""
+        if self._queued_count >= MAX_QUEUED_UPDATES:
+            self._wait_for_room()
         now_s = self.clock.monotonic()
         with self._lock:
             window = self._windows.get(session_id)
@@ -317,14 +336,23 @@ class ProgressTracker:
             self._queue(window, item, check=True)
             window.last_write_s = now_s
             self._queued_sessions[session_id] = None
-            overflow = self._queued_count >= MAX_QUEUED_UPDATES
-            if overflow:
-                # Back-pressure: the database does not keep up; write in this thread.
-                self._write_queued(limit=None)
-        if not overflow:
-            assert self._writer is not None
-            self._writer.notify()
+        assert self._writer is not None
+        self._writer.notify()
         return True
+
+    def _wait_for_room(self) -> None:
+        """Back-pressure: the database does not keep up, so wait for the writer
+        to take its next batch (or, if it does not within ``ROOM_WAIT_S``,
+        write one in this thread)."""
+        deadline_s = time.monotonic() + ROOM_WAIT_S
+        with self._room:
+            while self._queued_count >= MAX_QUEUED_UPDATES:
+                remaining_s = deadline_s - time.monotonic()
+                if remaining_s <= 0:
+                    break
+                self._room.wait(remaining_s)
+        if self._queued_count >= MAX_QUEUED_UPDATES:
+            self._write_queued()
 
     def _queue(self, window: _Window, item: Pending, *, check: bool = False) -> bool:
         """Append ``item`` to the window's queue, moving its view on.
@@ -355,28 +383,45 @@ class ProgressTracker:
     def _write_queued(self, limit: int | None = MAX_BATCH_UPDATES) -> bool:
         """Write what is queued, up to ``limit`` updates, in one ``apply_many``.
 
-        Returns True if some were left for another round.
+        Returns True if some were left for another round. The state lock is
+        held only to take the updates and to note what was written, not
+        during the transaction: callers go on queueing meanwhile.
         """
-        with self._lock:
-            runs = []
-            taken = 0
-            for session_id in list(self._queued_sessions):
-                if limit is not None and taken >= limit:
-                    break
-                del self._queued_sessions[session_id]
-                window = self._windows.get(session_id)
-                if window is None or not window.queued:
-                    continue
-                items, window.queued = window.queued, None
-                self._queued_count -= len(items)
-                taken += len(items)
-                runs.append((session_id, [self._mutation(session_id, item) for item in items]))
-            self._write_runs(runs)
+        with self._commit_lock:
+            with self._lock:
+                runs = []
+                taken = 0
+                for session_id in list(self._queued_sessions):
+                    if limit is not None and taken >= limit:
+                        break
+                    del self._queued_sessions[session_id]
+                    window = self._windows.get(session_id)
+                    if window is None or not window.queued:
+                        continue
+                    items, window.queued = window.queued, None
+                    window.in_flight += len(items)
+                    self._queued_count -= len(items)
+                    taken += len(items)
+                    runs.append((session_id, [self._mutation(session_id, item) for item in items]))
+            with self._room:
+                self._room.notify_all()
+            try:
+                self._write_runs(runs, in_flight=True)
+            except BaseException:
+                with self._lock:  # one batch is in flight at a time: this one
+                    for session_id, _ in runs:
+                        window = self._windows.get(session_id)
+                        if window is not None:
+                            window.in_flight = 0
+                raise
             return bool(self._queued_sessions)
 
-    def _write_runs(self, runs: list[tuple[str, list[Mutation]]]) -> None:
-        """Write sessions' runs of updates together (caller holds the lock).
+    def _write_runs(
+        self, runs: list[tuple[str, list[Mutation]]], *, in_flight: bool = False
+    ) -> None:
+        """Write sessions' runs of updates together (caller holds the commit lock).
 
+        ``in_flight``: the runs were counted in their windows' ``in_flight``.
         The store's refusal of an update (the session changed elsewhere) is
         logged and the rest of that session's run dropped, as for a coalesced
         update; an outage hands them to the outage buffer, in order.
@@ -387,28 +432,34 @@ class ProgressTracker:
                 self._outage.add(session_id, mutation)
         if held:
             runs = [run for run in runs if not self._outage.holds(run[0])]
-        if not runs:
-            return
-        try:
-            results = self.store.apply_many(runs, history_limit=self._history_limit)
-        except StoreUnavailable as exc:
-            for session_id, mutations in runs:
-                for mutation in mutations:
-                    self._outage.add(session_id, mutation, exc)
-            return
+        results = []
+        if runs:
+            try:
+                results = self.store.apply_many(runs, history_limit=self._history_limit)
+            except StoreUnavailable as exc:
+                for session_id, mutations in runs:
+                    for mutation in mutations:
+                        self._outage.add(session_id, mutation, exc)
+        sizes = {session_id: len(mutations) for session_id, mutations in runs + held}
         events = []
-        for result in results:
-            events.extend(result.events)
-            if result.session is not None:
-                self._note_written(result.session)
-            if result.error is not None:
-                logger.debug(
-                    "dropped %d queued update(s) of %s: %s",
-                    len(next(m for sid, m in runs if sid == result.session_id)) - result.applied,
-                    result.session_id,
-                    result.error,
-                )
-                self._forget(result.session_id)
+        with self._lock:
+            if in_flight:
+                for session_id, size in sizes.items():
+                    window = self._windows.get(session_id)
+                    if window is not None:
+                        window.in_flight -= size
+            for result in results:
+                events.extend(result.events)
+                if result.session is not None:
+                    self._note_written(result.session)
+                if result.error is not None:
+                    logger.debug(
+                        "dropped %d queued update(s) of %s: %s",
+                        sizes[result.session_id] - result.applied,
+                        result.session_id,
+                        result.error,
+                    )
+                    self._forget(result.session_id)
         self._publish(events)
 
     def _mutation(self, session_id: str, item: Pending) -> Mutation:
@@ -535,7 +586,7 @@ class ProgressTracker:
         While the store is unavailable the write is buffered (see
         :mod:`.outage`) and None returned: the caller is not failed.
         """
-        with self._lock:
+        with self._commit_lock, self._lock:
             window = self._windows.get(session_id)
             if window is not None and (window.pending is not None or window.queued):
                 view = self._local_view(session_id, window)
@@ -563,7 +614,7 @@ class ProgressTracker:
 
     def _local_view(self, session_id: str, window: _Window) -> ProgressSession | None:
         """The session as ``get_session`` shows it (without history); None if unknown."""
-        base = window.session if window.queued else self._committed(session_id)
+        base = window.session if window.ahead() else self._committed(session_id)
         if base is None or window.pending is None:
             return base
         return self._apply_pending(base, window.pending)
@@ -588,7 +639,7 @@ class ProgressTracker:
         else:
             window.status = status
             window.last_write_s = self.clock.monotonic()
-            if not window.queued:  # else the view is ahead of the store: keep it
+            if not window.ahead():  # else the view is ahead of the store: keep it
                 window.session = session
 
     def _forget(self, session_id: str) -> None:
@@ -616,7 +667,7 @@ class ProgressTracker:
 
     def _flush_due(self, session_ids: Iterable[str]) -> None:
         now_s = self.clock.monotonic()
-        with self._lock:
+        with self._commit_lock, self._lock:
             for session_id in session_ids:
                 window = self._windows.get(session_id)
                 # A deadline left over from a pending update that a transition
@@ -628,8 +679,8 @@ class ProgressTracker:
     def flush(self) -> None:
         """Write out every queued and coalesced update now, and what an outage held
         back if it can."""
-        with self._lock:
-            self._write_queued(limit=None)
+        self._write_queued(limit=None)
+        with self._commit_lock, self._lock:
             for session_id in [sid for sid, w in self._windows.items() if w.pending]:
                 self._flush_session(session_id)
         if self._outage.pending_sessions():
@@ -638,7 +689,7 @@ class ProgressTracker:
     # -- riding out a store outage -------------------------------------------------
 
     def _replay_buffered(self, write: BufferedWrite) -> None:
-        """Write one buffered write (the buffer holds the lock)."""
+        """Write one buffered write (the buffer holds the commit lock)."""
         if write.change is not None:
             events = self.store.create(
                 write.change,
@@ -650,7 +701,8 @@ class ProgressTracker:
             session, events = self.store.apply(
                 write.session_id, write.mutation, history_limit=self._history_limit
             )
-            self._note_written(session)
+            with self._lock:
+                self._note_written(session)
         self._publish(events)
 
     def _store_answers(self) -> bool:
@@ -673,18 +725,21 @@ class ProgressTracker:
         """The session as committed, with this process's pending update applied."""
         if not self.enabled:
             raise TrackingDisabled("progress tracking is disabled (ProgressConfig.enabled=False)")
+        # What this process holds back is read first, then the store (without
+        # the state lock): an update made before this call is in one or the other.
         with self._lock:
-            session = self.store.get(session_id)
-            if session is None:
-                raise SessionNotFound(session_id)
             window = self._windows.get(session_id)
-            if window is None or (window.pending is None and not window.queued):
-                return session
-            # Queued updates are ahead of the store, unless the session has
-            # moved on elsewhere (cancelled, paused): then they will be refused.
-            ahead = window.queued and session.state.status == SessionStatus.IN_PROGRESS
-            base = window.session if ahead else session
-            pending = window.pending
+            local = window.session if window is not None and window.ahead() else None
+            pending = window.pending if window is not None else None
+        session = self.store.get(session_id)
+        if session is None:
+            raise SessionNotFound(session_id)
+        if local is None and pending is None:
+            return session
+        # Queued updates are ahead of the store, unless the session has moved
+        # on elsewhere (cancelled, paused): then they will be refused.
+        ahead = local is not None and session.state.status == SessionStatus.IN_PROGRESS
+        base = local if ahead and local is not None else session
         view = base if pending is None else self._apply_pending(base, pending)
         if view is None:
             return session
@@ -767,7 +822,8 @@ class ProgressTracker:
         if not self.enabled:
             subscription.close()
             return subscription
-        with self._lock:
+        # The commit lock: no event is published between reading and joining.
+        with self._commit_lock, self._lock:
             if since is None:
                 subscription.last_seq = self.store.last_seq()
             else:
@@ -818,7 +874,7 @@ class ProgressTracker:
                 continue  # finished or refreshed meanwhile
             timed_out.append(session_id)
         retention = timedelta(seconds=self.config.finished_retention_seconds)
-        with self._lock:
+        with self._commit_lock:
             events = self.store.purge_finished(now - retention, self.engine.expired_event)
             self._publish(events)
         self.store.purge_events(now - retention)

@@ -20,15 +20,19 @@ import logging
 import threading
 from collections.abc import Callable
 
-__all__ = ["MAX_BATCH_UPDATES", "MAX_QUEUED_UPDATES", "BatchWriter"]
+__all__ = ["MAX_BATCH_UPDATES", "MAX_QUEUED_UPDATES", "ROOM_WAIT_S", "BatchWriter"]
 
 logger = logging.getLogger(__name__)
 
 #: Updates written in one transaction at most; more wait for the next one.
-MAX_BATCH_UPDATES = 1000
-#: Updates queued at most: past this, the caller writes the queue itself
-#: (back-pressure, as if there were no write-behind), so memory stays bounded.
+MAX_BATCH_UPDATES = 250
+#: Updates queued at most: past this a caller waits until the writer takes
+#: its next batch (back-pressure), so memory stays bounded and every update
+#: is still written.
 MAX_QUEUED_UPDATES = 10_000
+#: How long a caller waits for room before writing a batch itself (the
+#: writer is stuck, or gone: a fork without a new tracker).
+ROOM_WAIT_S = 5.0
 
 
 class BatchWriter:

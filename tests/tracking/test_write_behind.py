@@ -26,6 +26,7 @@ from celery_progress_mcp import (
 )
 from celery_progress_mcp.store.base import Applied, Mutation
 from celery_progress_mcp.store.sql import SqlStore
+from celery_progress_mcp.tracking import tracker as tracker_module
 
 
 class CountingStore(SqlStore):
@@ -189,3 +190,40 @@ def test_close_writes_what_is_queued(store: CountingStore) -> None:
     committed = store.get(session_id)
     assert committed is not None
     assert committed.percentage == 20.0
+
+
+def test_a_full_queue_holds_the_caller_back_and_loses_nothing(
+    store: CountingStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tracker_module, "MAX_QUEUED_UPDATES", 20)
+    tracker = ProgressTracker(ProgressConfig(update_interval_ms=0), store=store)
+    try:
+        session_id = started(tracker)
+        for i in range(1, 401):
+            tracker.update_progress(session_id, InProgress(percentage=i / 4))
+            assert tracker._queued_count <= 20
+        tracker.flush()
+    finally:
+        tracker.close()
+    percentages = [e.data["percentage"] for e in logged(store, session_id)][-400:]
+    assert percentages == [i / 4 for i in range(1, 401)]
+
+
+def test_without_its_writer_a_caller_writes_the_full_queue_itself(
+    store: CountingStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tracker_module, "MAX_QUEUED_UPDATES", 10)
+    monkeypatch.setattr(tracker_module, "ROOM_WAIT_S", 0.05)
+    tracker = ProgressTracker(ProgressConfig(update_interval_ms=0), store=store)
+    try:
+        session_id = started(tracker)
+        assert tracker._writer is not None
+        tracker._writer.stop()  # as after a fork: the thread is gone
+        for i in range(1, 31):
+            tracker.update_progress(session_id, InProgress(percentage=i))
+        committed = store.get(session_id)
+        assert committed is not None
+        assert committed.percentage >= 10  # written by the caller, not the writer
+    finally:
+        tracker.close()
+    assert store.get(session_id).percentage == 30  # type: ignore[union-attr]
