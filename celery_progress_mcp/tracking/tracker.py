@@ -48,7 +48,7 @@ from ..core.models import (
     SubOperationUpdate,
 )
 from ..core.states import TERMINAL_STATUSES, InProgress, ProgressState, SessionStatus
-from ..store.base import Mutation, SessionQuery, Store
+from ..store.base import Applied, Mutation, SessionQuery, Store
 from .outage import BufferedWrite, OutageBuffer
 from .subscription import Subscription
 from .urls import store_from_url
@@ -405,15 +405,7 @@ class ProgressTracker:
                     runs.append((session_id, [self._mutation(session_id, item) for item in items]))
             with self._room:
                 self._room.notify_all()
-            try:
-                self._write_runs(runs, in_flight=True)
-            except BaseException:
-                with self._lock:  # one batch is in flight at a time: this one
-                    for session_id, _ in runs:
-                        window = self._windows.get(session_id)
-                        if window is not None:
-                            window.in_flight = 0
-                raise
+            self._write_runs(runs, in_flight=True)
             return bool(self._queued_sessions)
 
     def _write_runs(
@@ -426,28 +418,18 @@ class ProgressTracker:
         logged and the rest of that session's run dropped, as for a coalesced
         update; an outage hands them to the outage buffer, in order.
         """
-        held = [run for run in runs if self._outage.holds(run[0])]
-        for session_id, mutations in held:
-            for mutation in mutations:
-                self._outage.add(session_id, mutation)
-        if held:
-            runs = [run for run in runs if not self._outage.holds(run[0])]
-        results = []
-        if runs:
-            try:
-                results = self.store.apply_many(runs, history_limit=self._history_limit)
-            except StoreUnavailable as exc:
-                for session_id, mutations in runs:
-                    for mutation in mutations:
-                        self._outage.add(session_id, mutation, exc)
-        sizes = {session_id: len(mutations) for session_id, mutations in runs + held}
+        sizes = {session_id: len(mutations) for session_id, mutations in runs}
+        try:
+            results = self._apply_runs(runs)
+        finally:
+            if in_flight:
+                with self._lock:
+                    for session_id, size in sizes.items():
+                        window = self._windows.get(session_id)
+                        if window is not None:
+                            window.in_flight -= size
         events = []
         with self._lock:
-            if in_flight:
-                for session_id, size in sizes.items():
-                    window = self._windows.get(session_id)
-                    if window is not None:
-                        window.in_flight -= size
             for result in results:
                 events.extend(result.events)
                 if result.session is not None:
@@ -462,25 +444,43 @@ class ProgressTracker:
                     self._forget(result.session_id)
         self._publish(events)
 
+    def _apply_runs(self, runs: list[tuple[str, list[Mutation]]]) -> list[Applied]:
+        """``store.apply_many``, for the runs the outage buffer does not hold (those
+        it takes, in order, as it takes everything while the store is down)."""
+        held = [run for run in runs if self._outage.holds(run[0])]
+        if held:
+            runs = [run for run in runs if all(run is not h for h in held)]
+        results: list[Applied] = []
+        error: StoreUnavailable | None = None
+        if runs:
+            try:
+                results = self.store.apply_many(runs, history_limit=self._history_limit)
+            except StoreUnavailable as exc:
+                held, error = held + runs, exc
+        for session_id, mutations in held:
+            for mutation in mutations:
+                self._outage.add(session_id, mutation, error)
+        return results
+
     def _mutation(self, session_id: str, item: Pending) -> Mutation:
         """The engine call that writes a pending or queued update."""
-        estimator = self._etas.get(session_id)
-        if estimator is None:
-            estimator = self._etas[session_id] = EtaEstimator(self.config.eta_smoothing)
         return functools.partial(
             self.engine.update,
             state=item.state,
             sub_operation_updates=item.sub_update_list(),
             metadata=item.metadata,
             now=self._wall_time(item.at_s),
-            eta=functools.partial(_observe, estimator, item.at_s),
+            eta=self._eta_hook(session_id, item.at_s),
         )
 
-    def _eta_hook(self, session_id: str) -> EtaHook:
+    def _eta_hook(self, session_id: str, at_s: float | None = None) -> EtaHook:
+        """The session's ETA estimator, observing at ``at_s`` (default: now)."""
         estimator = self._etas.get(session_id)
         if estimator is None:
             estimator = self._etas[session_id] = EtaEstimator(self.config.eta_smoothing)
-        return functools.partial(_observe, estimator, self.clock.monotonic())
+        return functools.partial(
+            _observe, estimator, self.clock.monotonic() if at_s is None else at_s
+        )
 
     # -- sub-operations --------------------------------------------------------
 

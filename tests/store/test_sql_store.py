@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -310,15 +310,22 @@ def _lost_answer(url: str) -> Exception:
     return lost
 
 
-def test_a_write_whose_commit_was_in_doubt_is_never_applied_twice(
-    sql_store_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    store = SqlStore(sql_store_url)
+def _committing_then_losing_the_answer(url: str) -> Callable[[Executor], None]:
+    """An ``Executor.commit`` whose commit happens but whose answer is lost."""
     real_commit = Executor.commit
 
     def commit_then_lose_the_answer(executor: Executor) -> None:
         real_commit(executor)
-        raise _lost_answer(sql_store_url)
+        raise _lost_answer(url)
+
+    return commit_then_lose_the_answer
+
+
+def test_a_write_whose_commit_was_in_doubt_is_never_applied_twice(
+    sql_store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = SqlStore(sql_store_url)
+    commit_then_lose_the_answer = _committing_then_losing_the_answer(sql_store_url)
 
     try:
         change = ENGINE.create(session_id="s", operation_id="op", now=NOW)
@@ -351,11 +358,7 @@ def test_a_batch_whose_commit_was_in_doubt_is_never_applied_twice(
     sql_store_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = SqlStore(sql_store_url)
-    real_commit = Executor.commit
-
-    def commit_then_lose_the_answer(executor: Executor) -> None:
-        real_commit(executor)
-        raise _lost_answer(sql_store_url)
+    commit_then_lose_the_answer = _committing_then_losing_the_answer(sql_store_url)
 
     try:
         store.create(

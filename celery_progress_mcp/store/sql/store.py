@@ -384,26 +384,10 @@ class SqlStore(Store):
 
     def _load(self, ex: Executor, session_id: str) -> CachedSession:
         """Lock the session row; read the session unless the cached copy is current."""
-        with ex.pipeline():
-            head = ex.submit(q.LOCK_SESSION, {"b_id": session_id}).one()
-        if head is None:
-            self._cache.discard(session_id)
+        loaded = self._load_many(ex, [session_id]).get(session_id)
+        if loaded is None:
             raise SessionNotFound(session_id)
-        cached = self._cache.get(session_id, int(head["revision"]))
-        if cached is not None:
-            return cached
-        with ex.pipeline():
-            row = ex.submit(q.READ_SESSION, {"b_id": session_id})
-            subs = ex.submit(q.READ_SUB_OPERATIONS, {"b_id": session_id})
-            values = row.one()
-            sub_rows = subs.all()
-        assert values is not None  # the row is locked
-        decoded = [codec.decode_sub_operation(sub) for sub in sub_rows]
-        return CachedSession(
-            codec.decode_session(values, decoded),
-            int(values["revision"]),
-            int(values["snapshot_count"]),
-        )
+        return loaded
 
     def _load_many(self, ex: Executor, session_ids: Sequence[str]) -> dict[str, CachedSession]:
         """Lock the sessions' rows in the order given and read those not cached.
