@@ -69,6 +69,17 @@ def _percentage(value: Any) -> float:
     return percentage
 
 
+def _given_percentage(
+    percentage: float | None, current: float | None, total: float | None
+) -> float | None:
+    """The percentage given, or derived from ``current``/``total``; None if neither."""
+    if percentage is not None:
+        return _percentage(percentage)
+    if current is not None and total is not None:
+        return _from_counts(current, total)
+    return None
+
+
 def _from_counts(current: Any, total: Any) -> float | None:
     try:
         done, whole = float(current), float(total)
@@ -136,13 +147,9 @@ class TaskProgress:
         per ``update_interval_ms``, the latest always written.
         """
         running = self._running
-        if running.cancelled:
-            raise TaskCancelled(self.session_id, running.cancel_reason)
-        if percentage is not None:
-            percentage = _percentage(percentage)
-        elif current is not None and total is not None:
-            percentage = _from_counts(current, total)
-        elif not running.from_sub_operations:
+        self._stop_if_cancelled()
+        percentage = _given_percentage(percentage, current, total)
+        if percentage is None and not running.from_sub_operations:
             percentage = running.percentage  # a step alone keeps the last percentage
         if step is not None and type(step) is not str:
             step = str(step)
@@ -165,14 +172,7 @@ class TaskProgress:
             current_step_number=_step_number(current),
             eta_seconds=eta_seconds,
         )
-        try:
-            self._update(self.session_id, state, (), metadata or None)
-        except InvalidProgress:
-            raise
-        except ProgressError as exc:
-            self._refused(exc)
-        except Exception:
-            logger.exception("progress update of %s failed", self.session_id)
+        self._call(self._update, self.session_id, state, (), metadata or None)
 
     def iter(
         self, iterable: Iterable[T], total: int | None = None, *, step: str | None = None
@@ -245,8 +245,7 @@ class TaskProgress:
         propagates). While sub-operations exist and the task gives no
         percentage of its own, the session's percentage is their weighted mean.
         """
-        if self._running.cancelled:
-            raise TaskCancelled(self.session_id, self._running.cancel_reason)
+        self._stop_if_cancelled()
         tracker = self._tracker
         if tracker is None:
             yield SubOperationProgress(self, sub_operation_id)
@@ -278,8 +277,14 @@ class TaskProgress:
         except ProgressError:
             return None
 
+    def _stop_if_cancelled(self) -> None:
+        """Raise :class:`TaskCancelled` if the session is known to be cancelled."""
+        running = self._running
+        if running.cancelled:
+            raise TaskCancelled(self.session_id, running.cancel_reason)
+
     def _call(self, method: Any, *arguments: Any) -> None:
-        """A transition: failures are logged, never raised into the task."""
+        """A write: bad input raises, refusals and failures never reach the task."""
         try:
             method(*arguments)
         except InvalidProgress:
@@ -366,12 +371,8 @@ class SubOperationProgress:
         """The stage's percentage (from ``current``/``total`` when omitted); coalesced."""
         owner = self._owner
         running = owner._running
-        if running.cancelled:
-            raise TaskCancelled(owner.session_id, running.cancel_reason)
-        if percentage is not None:
-            percentage = _percentage(percentage)
-        elif current is not None and total is not None:
-            percentage = _from_counts(current, total)
+        owner._stop_if_cancelled()
+        percentage = _given_percentage(percentage, current, total)
         if owner._paused or time.monotonic() < owner._backoff_until_s:
             return
         update = SubOperationUpdate(id=self.id, percentage=percentage, metadata=metadata)
@@ -383,14 +384,7 @@ class SubOperationProgress:
             current_step_number=None,
             eta_seconds=None,
         )
-        try:
-            owner._update(owner.session_id, state, (update,), None)
-        except InvalidProgress:
-            raise
-        except ProgressError as exc:
-            owner._refused(exc)
-        except Exception:
-            logger.exception("progress update of %s failed", owner.session_id)
+        owner._call(owner._update, owner.session_id, state, (update,), None)
         # The session's percentage is now its stages' mean: the worker's
         # ticker reads it once per window for the parent's rollup.
         running.from_sub_operations = True
