@@ -297,19 +297,22 @@ async def test_over_http_progress_result_and_giving_up(http_url: str, project: M
             await client.call_tool(
                 "mcpproj.count", {"n": 3000, "label": "abandoned"}, read_timeout_seconds=2.0
             )
+        # Still connected: closing now would race the client's cancellation
+        # (its own POST) against the end of the HTTP session (a DELETE), and
+        # the server would end the session with its "client went away" reason.
+        for _ in range(300):  # up to 30 s: a loaded machine may be slow to revoke
+            abandoned = [
+                s
+                for s in project.tracker.list_sessions(operation_id="mcpproj.count", limit=200)
+                if s.status == "cancelled" and "timed out" in getattr(s.state, "reason", "")
+            ]
+            if abandoned:
+                break
+            await anyio.sleep(0.1)
     assert result.structured_content == {"counted": 8, "label": "count"}
     values = [value for value, _, _ in progress.calls]
     assert len(values) >= 3
     assert values == sorted(set(values))
-    for _ in range(300):  # up to 30 s: a loaded machine may be slow to revoke
-        abandoned = [
-            s
-            for s in project.tracker.list_sessions(operation_id="mcpproj.count", limit=200)
-            if s.status == "cancelled" and "timed out" in getattr(s.state, "reason", "")
-        ]
-        if abandoned:
-            break
-        await anyio.sleep(0.1)
     assert abandoned, "the abandoned call's session did not end cancelled"
     async with httpx2.AsyncClient() as bare:
         refused = await bare.post(http_url, json={"jsonrpc": "2.0", "id": 1, "method": "ping"})
