@@ -87,7 +87,7 @@ def asgi_app(
             f"refusing to serve MCP on {host} without a bearer token: "
             "pass a token or bind 127.0.0.1"
         )
-    app = server.server.streamable_http_app(streamable_http_path=path, host=host, **options)
+    app = server.streamable_http_app(streamable_http_path=path, host=host, **options)
     if token:
         app.add_middleware(BearerToken, token=token)
     return app

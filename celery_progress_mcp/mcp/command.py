@@ -106,7 +106,7 @@ def mcp_command(
         raise click.ClickException(str(exc)) from exc
     try:
         if transport == "stdio":
-            anyio.run(server.run_stdio)
+            anyio.run(server.run_stdio_async)
         else:
             click.echo(f"MCP on http://{host}:{port}/mcp", err=True)
             serve_http(server, host=host, port=port, token=token)

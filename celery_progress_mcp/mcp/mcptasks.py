@@ -7,25 +7,57 @@ it later, from this server process or another one sharing the store.
 Statuses: initializing, in progress and paused sessions are ``working``;
 completed, failed and cancelled map to themselves. (``input_required`` has no
 Celery counterpart.)
+
+:class:`McpTasks` is an SDK extension (``mcp.server.extension.Extension``):
+it serves ``tasks/get``, ``tasks/result``, ``tasks/list`` and
+``tasks/cancel`` as the new request methods the SDK lets an extension add.
+A task-augmented ``tools/call`` answers with a ``CreateTaskResult``, which
+the SDK's ``tools/call`` result check refuses, so the server's middleware
+hands such a call to :meth:`McpTasks.start`.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+import logging
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, cast
 
 import anyio
+import anyio.abc
 import mcp_types as types
+from mcp.server import ServerRequestContext
+from mcp.server.extension import Extension, MethodBinding
+from mcp.server.session import ServerSession
 from mcp.shared.exceptions import MCPError
+from mcp.shared.jsonrpc_dispatcher import progress_token_from_params
+from pydantic import ValidationError
 
-from ..core.errors import SessionNotFound
+from ..core.errors import ProgressError, SessionNotFound
 from ..core.models import ProgressSession
-from ..core.states import Cancelled, Completed, Failed, InProgress, Paused, SessionStatus
+from ..core.states import (
+    TERMINAL_STATUSES,
+    Cancelled,
+    Completed,
+    Failed,
+    InProgress,
+    Paused,
+    SessionStatus,
+)
+from ..tracking.subscription import AsyncSubscription
+from ..tracking.tracker import ProgressTracker
+from .answers import checked_arguments, notify_quietly, tool_result
+from .notices import ProgressNotice
+from .runner import TaskRunner
+from .toolspec import TaskTool
 
 __all__ = [
+    "EXTENSION_ID",
     "POLL_INTERVAL_MS",
     "RELATED_TASK_KEY",
     "TASKS_CAPABILITY",
+    "McpTasks",
     "TaskLedger",
     "task_status",
     "task_view",
@@ -41,8 +73,12 @@ TASKS_CAPABILITY: dict[str, Any] = {
     "cancel": {},
     "requests": {"tools": {"call": {}}},
 }
+#: Identifier of the extension serving the ``tasks/*`` methods.
+EXTENSION_ID = "io.github.celery-progress-mcp/tasks"
 #: Tasks per ``tasks/list`` page.
 PAGE_SIZE = 50
+
+logger = logging.getLogger(__name__)
 
 _WORKING = frozenset({SessionStatus.INITIALIZING, SessionStatus.IN_PROGRESS, SessionStatus.PAUSED})
 
@@ -115,3 +151,174 @@ async def session_or_error(lookup: Any, task_id: str) -> ProgressSession:
     except SessionNotFound:
         raise unknown_task(task_id) from None
     return session
+
+
+def _new_task_view(task_id: str, ttl_ms: int | None) -> dict[str, Any]:
+    """The view of a task sent before its session was made (an untracked task)."""
+    now = _iso(datetime.now(UTC))
+    return {
+        "taskId": task_id,
+        "status": "working",
+        "createdAt": now,
+        "lastUpdatedAt": now,
+        "ttl": ttl_ms,
+        "pollInterval": POLL_INTERVAL_MS,
+    }
+
+
+class McpTasks(Extension):
+    """The ``tasks/*`` methods, and task-augmented calls of the Celery tools."""
+
+    identifier = EXTENSION_ID
+
+    def __init__(
+        self, tools: Mapping[str, TaskTool], runner: TaskRunner, tracker: ProgressTracker
+    ) -> None:
+        self._tools = tools
+        self.runner = runner
+        self.tracker = tracker
+        self.ledger = TaskLedger()
+        self._by_task = {tool.task_name: tool for tool in tools.values()}
+        #: Where followers of started tasks run; set by the server's lifespan.
+        self.task_group: anyio.abc.TaskGroup | None = None
+
+    def methods(self) -> Sequence[MethodBinding]:
+        return (
+            MethodBinding("tasks/get", types.GetTaskRequestParams, self._get),
+            MethodBinding("tasks/result", types.GetTaskPayloadRequestParams, self._result),
+            MethodBinding("tasks/list", types.PaginatedRequestParams, self._list),
+            MethodBinding("tasks/cancel", types.CancelTaskRequestParams, self._cancel),
+        )
+
+    async def start(self, ctx: ServerRequestContext[Any, Any]) -> dict[str, Any]:
+        """Answer a task-augmented ``tools/call``: send the task, answer with its view."""
+        try:
+            params = types.CallToolRequestParams.model_validate(ctx.params, by_name=False)
+        except ValidationError:
+            raise MCPError(types.INVALID_PARAMS, "Invalid request parameters") from None
+        tool = self._tools.get(params.name)
+        if tool is None:
+            raise MCPError(
+                types.INVALID_PARAMS, f"Unknown tool (or no task support): {params.name}"
+            )
+        args, kwargs = checked_arguments(tool, params.arguments)
+        ttl_ms = params.task.ttl if params.task is not None else None
+        task_id = str(uuid.uuid4())
+        subscription = await self.runner.subscribe(task_id)
+        try:
+            await self.runner.send(tool, args, kwargs, task_id)
+        except BaseException:
+            subscription.close()
+            raise
+        self.ledger.add(task_id, ttl_ms)
+        token = progress_token_from_params(ctx.params)
+        if self.task_group is not None:
+            self.task_group.start_soon(self._follow, task_id, subscription, ctx.session, token)
+        else:
+            subscription.close()
+        try:
+            session = await anyio.to_thread.run_sync(self.tracker.get_session, task_id)
+        except ProgressError:  # an untracked task: no session yet
+            return {"task": _new_task_view(task_id, ttl_ms)}
+        return {"task": task_view(session, ttl_ms)}
+
+    async def _follow(
+        self,
+        task_id: str,
+        subscription: AsyncSubscription,
+        session: ServerSession,
+        token: str | int | None,
+    ) -> None:
+        """Progress on the connection's own channel, then ``notifications/tasks/status``."""
+
+        async def report(notice: ProgressNotice) -> None:
+            assert token is not None
+            await notify_quietly(
+                session.send_progress_notification(
+                    token, notice.progress, notice.total, notice.message
+                )
+            )
+
+        try:
+            await self.runner.follow(task_id, subscription, report if token is not None else None)
+            ended = await anyio.to_thread.run_sync(self.tracker.get_session, task_id)
+            params = task_view(ended, self.ledger.ttl(task_id))
+            status = types.TaskStatusNotification(
+                params=types.TaskStatusNotificationParams.model_validate(params)
+            )
+            # Not in the SDK's ServerNotification union (tasks are types-only
+            # there), but sent like any notification: on the connection's channel.
+            await notify_quietly(session.send_notification(cast(Any, status)))
+        except ProgressError as exc:
+            logger.debug("task %s: no final status to send: %s", task_id, exc)
+        finally:
+            subscription.close()
+
+    async def _visible_session(self, task_id: str) -> ProgressSession:
+        session = await session_or_error(self.tracker.get_session, task_id)
+        if session.operation_id not in self._by_task:
+            raise unknown_task(task_id)
+        return session
+
+    async def _get(
+        self, ctx: ServerRequestContext[Any, Any], params: types.GetTaskRequestParams
+    ) -> dict[str, Any]:
+        session = await self._visible_session(params.task_id)
+        return task_view(session, self.ledger.ttl(session.id))
+
+    async def _result(
+        self, ctx: ServerRequestContext[Any, Any], params: types.GetTaskPayloadRequestParams
+    ) -> dict[str, Any]:
+        session = await self._visible_session(params.task_id)
+        tool = self._by_task[session.operation_id]
+        if session.status in TERMINAL_STATUSES:
+            outcome = await self.runner.outcome_of(session.id)
+        else:
+            subscription = await self.runner.subscribe(session.id)
+            try:
+                outcome = await self.runner.follow(session.id, subscription, None)
+            finally:
+                subscription.close()
+        result = tool_result(tool, outcome, session.id)
+        dumped = result.model_dump(by_alias=True, mode="json", exclude_none=True)
+        dumped.pop("resultType", None)  # a 2026-07-28 field; tasks are 2025-11-25
+        dumped.setdefault("_meta", {})[RELATED_TASK_KEY] = {"taskId": session.id}
+        return dumped
+
+    async def _list(
+        self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams
+    ) -> dict[str, Any]:
+        try:
+            offset = int(params.cursor or 0)
+        except ValueError:
+            raise MCPError(types.INVALID_PARAMS, "invalid cursor") from None
+        tracker = self.tracker
+        names = list(self._by_task)
+
+        def query() -> list[ProgressSession]:
+            found: list[ProgressSession] = []
+            for name in names:
+                found.extend(tracker.list_sessions(operation_id=name, limit=offset + PAGE_SIZE + 1))
+            found.sort(key=lambda s: (s.created_at, s.id), reverse=True)
+            return found[offset : offset + PAGE_SIZE + 1]
+
+        sessions = await anyio.to_thread.run_sync(query)
+        listed: dict[str, Any] = {
+            "tasks": [task_view(s, self.ledger.ttl(s.id)) for s in sessions[:PAGE_SIZE]]
+        }
+        if len(sessions) > PAGE_SIZE:
+            listed["nextCursor"] = str(offset + PAGE_SIZE)
+        return listed
+
+    async def _cancel(
+        self, ctx: ServerRequestContext[Any, Any], params: types.CancelTaskRequestParams
+    ) -> dict[str, Any]:
+        session = await self._visible_session(params.task_id)
+        if session.status in TERMINAL_STATUSES:
+            raise MCPError(
+                types.INVALID_PARAMS,
+                f"Cannot cancel task: already in terminal status {task_status(session)!r}",
+            )
+        await self.runner.cancel(session.id, "cancelled by the MCP client (tasks/cancel)")
+        session = await self._visible_session(params.task_id)
+        return task_view(session, self.ledger.ttl(session.id))

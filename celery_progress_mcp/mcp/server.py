@@ -1,16 +1,24 @@
 """The MCP server: allowlisted Celery tasks as tools, with progress and cancellation.
 
-Built on the official SDK's low-level ``mcp.server.Server`` (the engine
-inside ``MCPServer``), not on ``MCPServer`` itself. In mcp 2.3.0
-``MCPServer`` lists tools only from Python functions it runs (no
-``execution.taskSupport``, output schema from the signature), answers
-unknown tools and invalid arguments with ``isError`` results where the
-specification wants JSON-RPC errors, lists only static resources, and has
-no ``resources/subscribe``. Its only public ways below are a middleware,
-whose answers bypass the SDK's result validation and 2026 envelope, and
-``Extension.methods``, which refuses specification methods; the low-level
-server it wraps is the private ``MCPServer._lowlevel_server``. The
-low-level server takes each handler in its documented constructor.
+:class:`ProgressMcpServer` is the official SDK's ``MCPServer``, made to
+serve Celery tasks through its public surface:
+
+- its public ``list_tools`` / ``call_tool`` and ``list_resources`` /
+  ``list_resource_templates`` / ``read_resource`` methods are overridden, so
+  tools carry the task's schemas and ``execution.taskSupport``, and unknown
+  tools and invalid arguments get JSON-RPC errors (``MCPError`` is what
+  ``MCPServer`` passes through as an error; anything else becomes ``isError``);
+- MCP Tasks' ``tasks/*`` methods are an SDK ``Extension`` (see mcptasks.py);
+- its public middleware answers what the SDK has no handler seam for: a
+  task-augmented ``tools/call`` (its ``CreateTaskResult`` is not a
+  ``tools/call`` result), 2025-era ``resources/subscribe`` /
+  ``resources/unsubscribe`` (``MCPServer`` serves only 2026-07-28's
+  ``subscriptions/listen``), the ``tasks`` and ``resources.subscribe``
+  capabilities, and the reason a ``notifications/cancelled`` carries.
+
+Resource updates reach 2025-era subscribers as
+``notifications/resources/updated`` and 2026-07-28 listeners through the
+server's subscription bus.
 
 A ``tools/call`` sends the task with a fresh id (= session id), follows the
 session and, when the request carries ``_meta.progressToken``, sends
@@ -27,28 +35,30 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
 import anyio
 import anyio.abc
 import mcp_types as types
-from mcp.server import Server, ServerRequestContext
+from mcp.server import ServerRequestContext
 from mcp.server.connection import Connection
 from mcp.server.context import CallNext, HandlerResult
+from mcp.server.lowlevel.helper_types import ReadResourceContents
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.session import ServerSession
+from mcp.server.subscriptions import InMemorySubscriptionBus, ResourceUpdated, ServerEvent
 from mcp.shared.exceptions import MCPError
 from mcp.shared.jsonrpc_dispatcher import progress_token_from_params
-from pydantic import ValidationError
+from pydantic import AnyUrl, ValidationError
 
 from ..core.errors import ConfigError, ProgressError
-from ..core.models import ProgressSession
 from ..core.states import TERMINAL_STATUSES, SessionStatus
 from ..tracking.subscription import AsyncSubscription
 from ..tracking.tracker import ProgressTracker
 from . import mcptasks
+from .answers import SESSION_META_KEY, checked_arguments, notify_quietly, tool_result
 from .lookaround import (
     ARGUMENTS,
     LOOKAROUND_TOOLS,
@@ -60,14 +70,12 @@ from .lookaround import (
 )
 from .notices import ProgressNotice
 from .runner import Canceller, DispatchFailed, Outcome, RunOptions, TaskRunner
-from .toolspec import InvalidToolArguments, TaskTool, structured_result, tool_from_task
+from .toolspec import TaskTool, tool_from_task
 
 __all__ = ["SESSION_META_KEY", "ProgressMcpServer", "ServerOptions", "build_server"]
 
 logger = logging.getLogger(__name__)
 
-#: ``_meta`` key of a tool result naming the task's progress session.
-SESSION_META_KEY = "celery-progress-mcp/session-id"
 #: How long a cancelled handler waits for the ``notifications/cancelled``
 #: that carries its reason (the SDK cancels the handler before handing the
 #: notification on).
@@ -82,6 +90,11 @@ REASON_KEEP_S = 30.0
 CLIENT_GONE_REASON = "the MCP client went away or gave up on the request"
 #: Key in ``Connection.state`` of the cleanups registered on a connection.
 _CLEANUP_STATE_KEY = "celery-progress-mcp/cleanups"
+#: The protocol versions that have ``resources/subscribe`` (2026-07-28 has
+#: ``subscriptions/listen`` instead).
+_SUBSCRIBE_VERSIONS = frozenset({"2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"})
+#: The protocol version MCP Tasks belong to.
+_TASKS_VERSION = "2025-11-25"
 
 
 @dataclass(frozen=True)
@@ -94,8 +107,34 @@ class ServerOptions:
     lookaround_tools: bool = True
 
 
-class ProgressMcpServer:
-    """Holds the SDK server and what its handlers share. See :func:`build_server`."""
+class _ListenBus(InMemorySubscriptionBus):
+    """The SDK's in-process bus, counting its ``subscriptions/listen`` streams."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.listeners = 0
+
+    def subscribe(self, listener: Callable[[ServerEvent], None]) -> Callable[[], None]:
+        unsubscribe = super().subscribe(listener)
+        self.listeners += 1
+        done = False
+
+        def once() -> None:
+            nonlocal done
+            if not done:
+                done = True
+                self.listeners -= 1
+                unsubscribe()
+
+        return once
+
+
+class ProgressMcpServer(MCPServer[dict[str, Any]]):
+    """The SDK's ``MCPServer`` for a Celery app's allowlisted tasks. See :func:`build_server`.
+
+    Serve it as any ``MCPServer``: ``run_stdio_async()``, or over HTTP with
+    :func:`celery_progress_mcp.mcp.asgi.asgi_app` (which adds the bearer token).
+    """
 
     def __init__(
         self,
@@ -110,60 +149,43 @@ class ProgressMcpServer:
         self.tracker = tracker
         self.options = options or ServerOptions()
         self.tools = _resolve_tools(app, tools)
-        self._by_task = {tool.task_name: tool for tool in self.tools.values()}
         self.runner = TaskRunner(app, tracker, options=self.options.run, canceller=canceller)
-        self.lookaround = Lookaround(tracker, set(self._by_task), self.runner.cancel)
-        self.ledger = mcptasks.TaskLedger()
+        self.lookaround = Lookaround(
+            tracker, {tool.task_name for tool in self.tools.values()}, self.runner.cancel
+        )
+        self.tasks = mcptasks.McpTasks(self.tools, self.runner, tracker)
         self._reasons: dict[tuple[int, str], str] = {}
         self._reason_events: dict[str, list[anyio.Event]] = {}
         self._reason_times: deque[tuple[float, str, int]] = deque()
         #: session id -> (connection key -> the SDK session to notify through)
         self._subscribers: dict[str, dict[int, ServerSession]] = {}
-        self._task_group: anyio.abc.TaskGroup | None = None
-        self.server: Server[dict[str, Any]] = Server(
+        self._listen_bus = _ListenBus()
+        super().__init__(
             self.options.name,
             version=self.options.version,
             instructions=self.options.instructions,
             lifespan=self._lifespan,
-            on_list_tools=self._list_tools,
-            on_call_tool=self._call_tool,
-            on_list_resources=self._list_resources,
-            on_list_resource_templates=self._list_resource_templates,
-            on_read_resource=self._read_resource,
-            on_subscribe_resource=self._subscribe,
-            on_unsubscribe_resource=self._unsubscribe,
+            extensions=[self.tasks],
+            subscriptions=self._listen_bus,
+            middleware=[self._middleware],
         )
-        self.server.add_notification_handler(
-            "notifications/cancelled", types.CancelledNotificationParams, self._on_cancelled
-        )
-        self.server.add_request_handler("tasks/get", types.GetTaskRequestParams, self._task_get)
-        self.server.add_request_handler(
-            "tasks/result", types.GetTaskPayloadRequestParams, self._task_result
-        )
-        self.server.add_request_handler("tasks/list", types.PaginatedRequestParams, self._task_list)
-        self.server.add_request_handler(
-            "tasks/cancel", types.CancelTaskRequestParams, self._task_cancel
-        )
-        self.server.middleware.append(self._middleware)
 
     # -- lifespan: background work shared by every connection ---------------------
 
     @contextlib.asynccontextmanager
-    async def _lifespan(self, _server: Server[Any]) -> AsyncIterator[dict[str, Any]]:
+    async def _lifespan(self, _server: MCPServer[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
         async with anyio.create_task_group() as group:
-            self._task_group = group
-            group.start_soon(self._watch_resources)
+            self.tasks.task_group = group
+            await group.start(self._watch_resources)  # subscribed before serving
             try:
                 yield {}
             finally:
-                self._task_group = None
+                self.tasks.task_group = None
                 group.cancel_scope.cancel()
 
     # -- tools -------------------------------------------------------------------
 
-    async def _list_tools(
-        self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
-    ) -> types.ListToolsResult:
+    async def list_tools(self) -> list[types.Tool]:
         listed = [
             types.Tool(
                 name=tool.name,
@@ -176,23 +198,28 @@ class ProgressMcpServer:
         ]
         if self.options.lookaround_tools:
             listed.extend(LOOKAROUND_TOOLS)
-        return types.ListToolsResult(tools=listed)
+        return listed
 
-    async def _call_tool(
-        self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
+    async def call_tool(
+        self,
+        name: str,
+        arguments: dict[str, Any],
+        context: Context[dict[str, Any], Any] | None = None,
     ) -> types.CallToolResult:
-        tool = self.tools.get(params.name)
+        tool = self.tools.get(name)
         if tool is None:
-            return await self._call_lookaround(params)
-        args, kwargs = _validated(tool, params.arguments)
+            return await self._call_lookaround(name, arguments)
+        args, kwargs = checked_arguments(tool, arguments)
+        ctx = _request_of(context)
         task_id = str(uuid.uuid4())
-        wants_progress = progress_token_from_params(ctx.params) is not None
+        wants_progress = ctx is not None and progress_token_from_params(ctx.params) is not None
         subscription = await self.runner.subscribe(task_id)
         try:
             sent_at_s = time.monotonic()
             await self.runner.send(tool, args, kwargs, task_id)
 
             async def report(notice: ProgressNotice) -> None:
+                assert ctx is not None
                 await ctx.session.report_progress(notice.progress, notice.total, notice.message)
 
             outcome = await self.runner.follow(
@@ -205,12 +232,12 @@ class ProgressMcpServer:
             # Shielded, so the cancellation that ends this handler does not
             # also stop it from revoking; bounded, so a dead broker cannot hold it.
             with anyio.move_on_after(CANCEL_BUDGET_S, shield=True):
-                reason = await self._reason_for(ctx)
+                reason = await self._reason_for(ctx) if ctx is not None else CLIENT_GONE_REASON
                 await self.runner.cancel(task_id, reason)
             raise
         finally:
             subscription.close()
-        return self.tool_result(tool, outcome, task_id)
+        return tool_result(tool, outcome, task_id)
 
     async def _fail_unsent(self, task_id: str, message: str) -> None:
         """A session made at dispatch for a task that never left must not wait for ever."""
@@ -221,42 +248,22 @@ class ProgressMcpServer:
 
         await anyio.to_thread.run_sync(fail)
 
-    def tool_result(
-        self, tool: TaskTool, outcome: Outcome, session_id: str
-    ) -> types.CallToolResult:
-        meta = {SESSION_META_KEY: session_id}
-        if not outcome.ok:
-            code = f" [{outcome.error_code}]" if outcome.error_code else ""
-            text = f"task {tool.task_name} {outcome.status}{code}: {outcome.error}"
-            return types.CallToolResult(
-                content=[types.TextContent(type="text", text=text)], is_error=True, _meta=meta
-            )
-        try:
-            text = json.dumps(outcome.value)
-        except (TypeError, ValueError):
-            text = str(outcome.value)
-        return types.CallToolResult(
-            content=[types.TextContent(type="text", text=text)],
-            structured_content=structured_result(tool, outcome.value),
-            _meta=meta,
-        )
-
-    async def _call_lookaround(self, params: types.CallToolRequestParams) -> types.CallToolResult:
-        model = ARGUMENTS.get(params.name)
+    async def _call_lookaround(self, name: str, arguments: dict[str, Any]) -> types.CallToolResult:
+        model = ARGUMENTS.get(name)
         if model is None or not self.options.lookaround_tools:
-            raise MCPError(types.INVALID_PARAMS, f"Unknown tool: {params.name}")
+            raise MCPError(types.INVALID_PARAMS, f"Unknown tool: {name}")
         try:
-            arguments = model.model_validate(params.arguments or {})
+            parsed = model.model_validate(arguments)
         except ValidationError as exc:
             problems = "; ".join(
                 f"{'.'.join(str(p) for p in e['loc']) or '(arguments)'}: {e['msg']}"
                 for e in exc.errors(include_url=False, include_input=False)
             )
             raise MCPError(
-                types.INVALID_PARAMS, f"invalid arguments for tool {params.name!r}: {problems}"
+                types.INVALID_PARAMS, f"invalid arguments for tool {name!r}: {problems}"
             ) from None
         try:
-            value = await self.lookaround.call(arguments)
+            value = await self.lookaround.call(parsed)
         except (LookaroundError, ProgressError) as exc:
             return types.CallToolResult(
                 content=[types.TextContent(type="text", text=str(exc))], is_error=True
@@ -268,9 +275,13 @@ class ProgressMcpServer:
 
     # -- cancellation --------------------------------------------------------------
 
-    async def _on_cancelled(
-        self, ctx: ServerRequestContext[Any], params: types.CancelledNotificationParams
-    ) -> None:
+    def _note_cancelled(self, ctx: ServerRequestContext[Any, Any]) -> None:
+        try:
+            params = types.CancelledNotificationParams.model_validate(
+                ctx.params or {}, by_name=False
+            )
+        except ValidationError:
+            return
         if params.request_id is None:
             return
         request_id = str(params.request_id)
@@ -292,7 +303,7 @@ class ProgressMcpServer:
             self._reasons.pop((connection, request_id), None)
             self._reasons.pop((0, request_id), None)
 
-    async def _reason_for(self, ctx: ServerRequestContext[Any]) -> str:
+    async def _reason_for(self, ctx: ServerRequestContext[Any, Any]) -> str:
         """The reason the client gave for cancelling this request, if it gave one."""
         request_id = str(ctx.request_id)
         key = (_connection_key(ctx.session), request_id)
@@ -311,51 +322,41 @@ class ProgressMcpServer:
 
     # -- resources --------------------------------------------------------------------
 
-    async def _list_resources(
-        self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
-    ) -> types.ListResourcesResult:
-        return types.ListResourcesResult(resources=await self.lookaround.resources())
+    async def list_resources(self) -> list[types.Resource]:
+        return await self.lookaround.resources()
 
-    async def _list_resource_templates(
-        self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
-    ) -> types.ListResourceTemplatesResult:
+    async def list_resource_templates(self) -> list[types.ResourceTemplate]:
         template = types.ResourceTemplate(
             uri_template=RESOURCE_TEMPLATE,
             name="progress session",
             description="A progress session (session id = Celery task id), as JSON.",
             mime_type="application/json",
         )
-        return types.ListResourceTemplatesResult(resource_templates=[template])
+        return [template]
 
-    async def _read_resource(
-        self, ctx: ServerRequestContext[Any], params: types.ReadResourceRequestParams
-    ) -> types.ReadResourceResult:
-        uri = str(params.uri)
+    async def read_resource(
+        self, uri: AnyUrl | str, context: Context[dict[str, Any], Any] | None = None
+    ) -> Iterable[ReadResourceContents]:
         try:
-            text = await self.lookaround.read(uri)
+            text = await self.lookaround.read(str(uri))
         except LookaroundError as exc:
-            raise MCPError(RESOURCE_NOT_FOUND, str(exc), data={"uri": uri}) from None
-        contents = types.TextResourceContents(uri=uri, mime_type="application/json", text=text)
-        return types.ReadResourceResult(contents=[contents])
+            raise MCPError(RESOURCE_NOT_FOUND, str(exc), data={"uri": str(uri)}) from None
+        return [ReadResourceContents(content=text, mime_type="application/json")]
 
-    async def _subscribe(
-        self, ctx: ServerRequestContext[Any], params: types.SubscribeRequestParams
-    ) -> types.EmptyResult:
-        session_id = _session_id_of(str(params.uri))
+    def _subscribe(self, ctx: ServerRequestContext[Any, Any]) -> dict[str, Any]:
+        session_id = _session_id_of(_subscribed_uri(ctx))
         connection = _connection_key(ctx.session)
         self._subscribers.setdefault(session_id, {})[connection] = ctx.session
         _on_connection_close(ctx.session, self._forget_connection, connection)
-        return types.EmptyResult()
+        return {}
 
-    async def _unsubscribe(
-        self, ctx: ServerRequestContext[Any], params: types.UnsubscribeRequestParams
-    ) -> types.EmptyResult:
-        session_id = _session_id_of(str(params.uri))
+    def _unsubscribe(self, ctx: ServerRequestContext[Any, Any]) -> dict[str, Any]:
+        session_id = _session_id_of(_subscribed_uri(ctx))
         subscribers = self._subscribers.get(session_id, {})
         subscribers.pop(_connection_key(ctx.session), None)
         if not subscribers:
             self._subscribers.pop(session_id, None)
-        return types.EmptyResult()
+        return {}
 
     async def _forget_connection(self, connection: int) -> None:
         for session_id in list(self._subscribers):
@@ -364,17 +365,22 @@ class ProgressMcpServer:
             if not subscribers:
                 del self._subscribers[session_id]
 
-    async def _watch_resources(self) -> None:
-        """Send ``notifications/resources/updated`` to subscribers, at most once per window."""
+    async def _watch_resources(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Tell subscribers and listeners a session changed, at most once per window."""
         raw = await anyio.to_thread.run_sync(lambda: self.tracker.subscribe_to_events())
         subscription = AsyncSubscription(raw)
+        task_status.started()
         interval_s = self.tracker.config.update_interval_s
         dirty: set[str] = set()
         last_flush_s = float("-inf")
         try:
             while True:
                 event = await subscription.get(interval_s if dirty else None)
-                if event is not None and event.session_id in self._subscribers:
+                if event is not None and (
+                    event.session_id in self._subscribers or self._listen_bus.listeners
+                ):
                     dirty.add(event.session_id)
                     if event.data.get("status") in TERMINAL_STATUSES:
                         last_flush_s = float("-inf")  # an ending is never held back
@@ -383,187 +389,35 @@ class ProgressMcpServer:
                     last_flush_s = now_s
                     pending, dirty = dirty, set()
                     for session_id in pending:
-                        for session in list(self._subscribers.get(session_id, {}).values()):
-                            await _notify_quietly(
-                                session.send_resource_updated(session_uri(session_id))
-                            )
+                        await self._tell_updated(session_id)
         finally:
             subscription.close()
 
-    # -- MCP Tasks ---------------------------------------------------------------------
+    async def _tell_updated(self, session_id: str) -> None:
+        uri = session_uri(session_id)
+        for session in list(self._subscribers.get(session_id, {}).values()):
+            await notify_quietly(session.send_resource_updated(uri))
+        if self._listen_bus.listeners:
+            await self._listen_bus.publish(ResourceUpdated(uri=uri))
+
+    # -- what the SDK has no handler seam for --------------------------------------
 
     async def _middleware(
         self, ctx: ServerRequestContext[Any, Any], call_next: CallNext
     ) -> HandlerResult:
-        if ctx.method == "initialize":
-            result = await call_next(ctx)
-            if isinstance(result, dict) and result.get("protocolVersion") == "2025-11-25":
-                capabilities = result.setdefault("capabilities", {})
-                capabilities["tasks"] = mcptasks.TASKS_CAPABILITY
-            return result
-        if (
-            ctx.method == "tools/call"
-            and ctx.request_id is not None
-            and isinstance(ctx.params, Mapping)
-            and ctx.params.get("task") is not None
-        ):
-            # A task-augmented call answers with a CreateTaskResult, which the
-            # SDK's tools/call result check would refuse: answered here.
-            return await self._start_task(ctx)
+        legacy = ctx.protocol_version in _SUBSCRIBE_VERSIONS
+        match ctx.method:
+            case "initialize":
+                return _with_capabilities(await call_next(ctx))
+            case "notifications/cancelled":
+                self._note_cancelled(ctx)
+            case "resources/subscribe" if legacy and ctx.request_id is not None:
+                return self._subscribe(ctx)
+            case "resources/unsubscribe" if legacy and ctx.request_id is not None:
+                return self._unsubscribe(ctx)
+            case "tools/call" if _asks_for_a_task(ctx):
+                return await self.tasks.start(ctx)
         return await call_next(ctx)
-
-    async def _start_task(self, ctx: ServerRequestContext[Any, Any]) -> dict[str, Any]:
-        try:
-            params = types.CallToolRequestParams.model_validate(ctx.params, by_name=False)
-        except ValidationError:
-            raise MCPError(types.INVALID_PARAMS, "Invalid request parameters") from None
-        tool = self.tools.get(params.name)
-        if tool is None:
-            raise MCPError(
-                types.INVALID_PARAMS, f"Unknown tool (or no task support): {params.name}"
-            )
-        args, kwargs = _validated(tool, params.arguments)
-        ttl_ms = params.task.ttl if params.task is not None else None
-        task_id = str(uuid.uuid4())
-        subscription = await self.runner.subscribe(task_id)
-        try:
-            await self.runner.send(tool, args, kwargs, task_id)
-        except BaseException:
-            subscription.close()
-            raise
-        self.ledger.add(task_id, ttl_ms)
-        token = progress_token_from_params(ctx.params)
-        group = self._task_group
-        if group is not None:
-            group.start_soon(self._follow_task, task_id, subscription, ctx.session, token)
-        else:
-            subscription.close()
-        try:
-            session = await anyio.to_thread.run_sync(self.tracker.get_session, task_id)
-            view = mcptasks.task_view(session, ttl_ms)
-        except ProgressError:  # an untracked task: no session yet
-            now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-            view = {
-                "taskId": task_id,
-                "status": "working",
-                "createdAt": now,
-                "lastUpdatedAt": now,
-                "ttl": ttl_ms,
-                "pollInterval": mcptasks.POLL_INTERVAL_MS,
-            }
-        return {"task": view}
-
-    async def _follow_task(
-        self,
-        task_id: str,
-        subscription: AsyncSubscription,
-        session: ServerSession,
-        token: str | int | None,
-    ) -> None:
-        """Progress on the connection's own channel, then ``notifications/tasks/status``."""
-
-        async def report(notice: ProgressNotice) -> None:
-            assert token is not None
-            await _notify_quietly(
-                session.send_progress_notification(
-                    token, notice.progress, notice.total, notice.message
-                )
-            )
-
-        try:
-            await self.runner.follow(task_id, subscription, report if token is not None else None)
-            ended = await anyio.to_thread.run_sync(self.tracker.get_session, task_id)
-            params = mcptasks.task_view(ended, self.ledger.ttl(task_id))
-            status = types.TaskStatusNotification(
-                params=types.TaskStatusNotificationParams.model_validate(params)
-            )
-            # Not in the SDK's ServerNotification union (tasks are types-only
-            # there), but sent like any notification: on the connection's channel.
-            await _notify_quietly(session.send_notification(cast(Any, status)))
-        except ProgressError as exc:
-            logger.debug("task %s: no final status to send: %s", task_id, exc)
-        finally:
-            subscription.close()
-
-    async def _visible_session(self, task_id: str) -> ProgressSession:
-        session = await mcptasks.session_or_error(self.tracker.get_session, task_id)
-        if session.operation_id not in self._by_task:
-            raise mcptasks.unknown_task(task_id)
-        return session
-
-    async def _task_get(
-        self, ctx: ServerRequestContext[Any], params: types.GetTaskRequestParams
-    ) -> dict[str, Any]:
-        session = await self._visible_session(params.task_id)
-        return mcptasks.task_view(session, self.ledger.ttl(session.id))
-
-    async def _task_result(
-        self, ctx: ServerRequestContext[Any], params: types.GetTaskPayloadRequestParams
-    ) -> dict[str, Any]:
-        session = await self._visible_session(params.task_id)
-        tool = self._by_task[session.operation_id]
-        if session.status in TERMINAL_STATUSES:
-            outcome = await self.runner.outcome_of(session.id)
-        else:
-            subscription = await self.runner.subscribe(session.id)
-            try:
-                outcome = await self.runner.follow(session.id, subscription, None)
-            finally:
-                subscription.close()
-        result = self.tool_result(tool, outcome, session.id)
-        dumped = result.model_dump(by_alias=True, mode="json", exclude_none=True)
-        dumped.pop("resultType", None)  # a 2026-07-28 field; tasks are 2025-11-25
-        dumped.setdefault("_meta", {})[mcptasks.RELATED_TASK_KEY] = {"taskId": session.id}
-        return dumped
-
-    async def _task_list(
-        self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams
-    ) -> dict[str, Any]:
-        try:
-            offset = int(params.cursor or 0)
-        except ValueError:
-            raise MCPError(types.INVALID_PARAMS, "invalid cursor") from None
-        tracker = self.tracker
-        names = list(self._by_task)
-        page = mcptasks.PAGE_SIZE
-
-        def query() -> list[ProgressSession]:
-            found: list[ProgressSession] = []
-            for name in names:
-                found.extend(tracker.list_sessions(operation_id=name, limit=offset + page + 1))
-            found.sort(key=lambda s: (s.created_at, s.id), reverse=True)
-            return found[offset : offset + page + 1]
-
-        sessions = await anyio.to_thread.run_sync(query)
-        listed: dict[str, Any] = {
-            "tasks": [mcptasks.task_view(s, self.ledger.ttl(s.id)) for s in sessions[:page]]
-        }
-        if len(sessions) > page:
-            listed["nextCursor"] = str(offset + page)
-        return listed
-
-    async def _task_cancel(
-        self, ctx: ServerRequestContext[Any], params: types.CancelTaskRequestParams
-    ) -> dict[str, Any]:
-        session = await self._visible_session(params.task_id)
-        if session.status in TERMINAL_STATUSES:
-            raise MCPError(
-                types.INVALID_PARAMS,
-                f"Cannot cancel task: already in terminal status {mcptasks.task_status(session)!r}",
-            )
-        await self.runner.cancel(session.id, "cancelled by the MCP client (tasks/cancel)")
-        session = await self._visible_session(params.task_id)
-        return mcptasks.task_view(session, self.ledger.ttl(session.id))
-
-    # -- running -------------------------------------------------------------------
-
-    async def run_stdio(self) -> None:
-        from mcp.server.stdio import stdio_server
-
-        async with stdio_server() as (read_stream, write_stream):
-            await self.server.run(
-                read_stream, write_stream, self.server.create_initialization_options()
-            )
 
 
 def build_server(
@@ -577,8 +431,9 @@ def build_server(
     """An MCP server exposing the Celery tasks named in ``tools`` (and nothing else).
 
     ``tracker`` defaults to the one :func:`celery_progress_mcp.celery.install`
-    gives for ``app``. Use ``.server`` (the SDK server), ``.run_stdio()``, or
-    :func:`celery_progress_mcp.mcp.asgi.asgi_app` to serve it over HTTP.
+    gives for ``app``. The server is the SDK's ``MCPServer``: serve it with
+    ``run_stdio_async()``, or over HTTP with
+    :func:`celery_progress_mcp.mcp.asgi.asgi_app`.
     """
     if tracker is None:
         from ..celery import install  # type: ignore[attr-defined,unused-ignore]
@@ -605,13 +460,41 @@ def _resolve_tools(app: Any, tools: Sequence[str | TaskTool]) -> dict[str, TaskT
     return resolved
 
 
-def _validated(
-    tool: TaskTool, arguments: dict[str, Any] | None
-) -> tuple[list[Any], dict[str, Any]]:
+def _request_of(context: Context[Any, Any] | None) -> ServerRequestContext[Any, Any] | None:
+    """The SDK request behind ``context``; none for a call made in Python, not over MCP."""
+    if context is None:
+        return None
     try:
-        return tool.validate(arguments)
-    except InvalidToolArguments as exc:
-        raise MCPError(types.INVALID_PARAMS, str(exc), data={"problems": exc.problems}) from None
+        return context.request_context
+    except ValueError:
+        return None
+
+
+def _asks_for_a_task(ctx: ServerRequestContext[Any, Any]) -> bool:
+    """A task-augmented ``tools/call`` (2025-11-25 MCP Tasks)."""
+    params = ctx.params
+    return ctx.request_id is not None and params is not None and params.get("task") is not None
+
+
+def _with_capabilities(result: HandlerResult) -> HandlerResult:
+    """Declare what the middleware serves on 2025-era connections: subscribe, and tasks."""
+    if not isinstance(result, dict):
+        return result
+    version = result.get("protocolVersion")
+    capabilities = result.setdefault("capabilities", {})
+    if version in _SUBSCRIBE_VERSIONS and isinstance(capabilities.get("resources"), dict):
+        capabilities["resources"]["subscribe"] = True
+    if version == _TASKS_VERSION:
+        capabilities["tasks"] = mcptasks.TASKS_CAPABILITY
+    return result
+
+
+def _subscribed_uri(ctx: ServerRequestContext[Any, Any]) -> str:
+    try:
+        params = types.SubscribeRequestParams.model_validate(ctx.params or {}, by_name=False)
+    except ValidationError:
+        raise MCPError(types.INVALID_PARAMS, "Invalid request parameters") from None
+    return str(params.uri)
 
 
 def _session_id_of(uri: str) -> str:
@@ -649,11 +532,3 @@ def _on_connection_close(session: ServerSession, callback: Any, *args: Any) -> N
         return
     connection.exit_stack.push_async_callback(callback, *args)
     registered.add(id(callback))
-
-
-async def _notify_quietly(sending: Any) -> None:
-    """Await a notification; a client gone away is not an error of ours."""
-    try:
-        await sending
-    except Exception as exc:
-        logger.debug("notification not delivered: %s", exc)

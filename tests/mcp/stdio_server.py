@@ -22,7 +22,7 @@ def main() -> None:
         options = ServerOptions(run=RunOptions(poll_interval_s=0.2))
         server = build_server(app, inproc.TASKS, tracker=tracker, options=options)
         with inproc.running_worker(app):
-            anyio.run(server.run_stdio)
+            anyio.run(server.run_stdio_async)
 
 
 if __name__ == "__main__":

@@ -10,8 +10,9 @@ import mcp_types as types
 import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
+from mcp.shared.subscriptions import ResourceUpdated
 
-from celery_progress_mcp import ProgressTracker
+from celery_progress_mcp import InProgress, ProgressTracker
 from celery_progress_mcp.mcp import build_server
 from celery_progress_mcp.mcp.server import SESSION_META_KEY
 
@@ -119,15 +120,53 @@ async def test_session_resources_are_listed_and_read(
     assert json.loads(content.text)["status"] == "completed"
 
 
-@pytest.mark.filterwarnings("ignore:resources/subscribe is removed")
+@pytest.mark.filterwarnings("ignore:resources/(un)?subscribe is removed")
 async def test_subscriptions_of_a_connection_are_forgotten_when_it_closes(
     demo_app: Any, tracker: ProgressTracker
 ) -> None:
     server = build_server(demo_app, TASKS, tracker=tracker)
-    async with Client(server.server, mode="legacy") as client:
+    async with Client(server, mode="legacy") as client:
         await client.subscribe_resource("progress://sessions/one")
         await client.subscribe_resource("progress://sessions/two")
         await client.unsubscribe_resource("progress://sessions/two")
         assert set(server._subscribers) == {"one"}
     # The connection's exit stack ran the cleanup registered at subscribe.
     assert server._subscribers == {}
+
+
+async def test_a_2025_client_is_told_it_may_subscribe(
+    demo_app: Any, tracker: ProgressTracker
+) -> None:
+    server = build_server(demo_app, TASKS, tracker=tracker)
+    async with Client(server, mode="legacy") as client:
+        capabilities = client.server_capabilities
+    assert capabilities.resources is not None
+    assert capabilities.resources.subscribe is True
+
+
+async def test_a_2026_listener_hears_of_its_session_and_no_other(
+    demo_app: Any, tracker: ProgressTracker
+) -> None:
+    server = build_server(demo_app, TASKS, tracker=tracker)
+    watched = tracker.create_session("demo.count")
+    other = tracker.create_session("demo.count")
+    events: list[ResourceUpdated] = []
+    async with Client(server) as client:
+        assert client.protocol_version == "2026-07-28"
+        uri = f"progress://sessions/{watched}"
+        async with client.listen(resource_subscriptions=[uri]) as subscription:
+            tracker.update_progress(other, InProgress(percentage=10.0))
+            tracker.update_progress(watched, InProgress(percentage=10.0))
+            with anyio.fail_after(10):
+                async for event in subscription:
+                    assert isinstance(event, ResourceUpdated)
+                    events.append(event)
+                    break
+            tracker.complete_session(other)
+            tracker.complete_session(watched, "done")
+            with anyio.fail_after(10):
+                async for event in subscription:
+                    assert isinstance(event, ResourceUpdated)
+                    events.append(event)
+                    break
+    assert [event.uri for event in events] == [uri, uri]

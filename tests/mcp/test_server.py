@@ -13,6 +13,7 @@ import anyio
 import mcp_types as types
 import pytest
 from mcp import Client
+from mcp.server.mcpserver import MCPServer
 from mcp.shared.exceptions import MCPError
 
 from celery_progress_mcp import ProgressTracker
@@ -43,7 +44,7 @@ async def connected(
         if isinstance(message, types.ServerNotification):
             seen.append(message)
 
-    async with Client(server.server, mode="legacy", message_handler=on_message) as client:
+    async with Client(server, mode="legacy", message_handler=on_message) as client:
         yield client, seen
 
 
@@ -53,6 +54,17 @@ class Progress:
 
     async def __call__(self, progress: float, total: float | None, message: str | None) -> None:
         self.calls.append((progress, total, message))
+
+
+async def test_the_server_is_the_sdks_mcpserver(demo_app: Any, tracker: ProgressTracker) -> None:
+    server = build_server(demo_app, TASKS, tracker=tracker)
+    assert isinstance(server, MCPServer)
+    # Its own public methods answer as the wire does.
+    assert {tool.name for tool in await server.list_tools()} == set(TASKS) | LOOKAROUND
+    result = await server.call_tool("demo.count", {"n": 2})
+    assert result.structured_content == {"counted": 2, "label": "count"}
+    with pytest.raises(MCPError):
+        await server.call_tool("demo.count", {"n": "two"})
 
 
 async def test_the_tools_are_the_allowlist_and_the_lookaround_tools(
@@ -65,6 +77,8 @@ async def test_the_tools_are_the_allowlist_and_the_lookaround_tools(
         listed = (await client.list_tools()).tools
     assert {tool.name for tool in listed} == set(TASKS)
     count = next(tool for tool in listed if tool.name == "demo.count")
+    assert count.execution is not None
+    assert count.execution.task_support == "optional"
     assert count.description == "Count to ``n``, one step every ``delay`` seconds."
     assert count.input_schema["required"] == ["n"]
     assert count.input_schema["properties"]["n"]["type"] == "integer"
