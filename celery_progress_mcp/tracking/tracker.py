@@ -52,7 +52,7 @@ from ..store.base import Applied, Mutation, SessionQuery, Store
 from .outage import BufferedWrite, OutageBuffer
 from .subscription import Subscription
 from .urls import store_from_url
-from .window import Pending, WindowFlusher
+from .window import Pending, Window, WindowFlusher, Windows
 from .writer import MAX_BATCH_UPDATES, MAX_QUEUED_UPDATES, ROOM_WAIT_S, BatchWriter
 
 __all__ = ["CleanupResult", "ProgressTracker", "session_query"]
@@ -66,27 +66,6 @@ class CleanupResult:
     timed_out: list[str] = field(default_factory=list)
     #: Finished sessions removed after the retention window.
     removed: int = 0
-
-
-@dataclass(slots=True)
-class _Window:
-    """What this process knows of one session: its coalescing window and write queue."""
-
-    status: str
-    last_write_s: float
-    #: The session as last written, then as the queued updates leave it: what
-    #: an update that does not wait on the store is checked against.
-    session: ProgressSession
-    #: The latest coalesced update, written when the window ends.
-    pending: Pending | None = None
-    #: Updates queued for the background writer, oldest first.
-    queued: list[Pending] | None = None
-    #: Updates taken by the writer and not yet committed.
-    in_flight: int = 0
-
-    def ahead(self) -> bool:
-        """Whether ``session`` holds updates the store may not have yet."""
-        return bool(self.queued) or self.in_flight > 0
 
 
 class ProgressTracker:
@@ -121,7 +100,7 @@ class ProgressTracker:
         self._commit_lock = threading.RLock()
         #: Guards the windows, queues and subscriptions.
         self._lock = threading.RLock()
-        self._windows: dict[str, _Window] = {}
+        self._windows = Windows()
         self._etas: dict[str, EtaEstimator] = {}
         self._subscriptions: tuple[Subscription, ...] = ()
         self._closed = False
@@ -143,9 +122,6 @@ class ProgressTracker:
             self._periodic_cleanup,
             background=background,
         )
-        #: Sessions with queued updates (an ordered set), and how many are queued.
-        self._queued_sessions: dict[str, None] = {}
-        self._queued_count = 0
         #: Notified whenever the writer takes a batch: room in the queue.
         self._room = threading.Condition(threading.Lock())
         #: Write-behind, where the store waits on I/O and threads may run.
@@ -189,9 +165,7 @@ class ProgressTracker:
             except StoreUnavailable as exc:
                 self._outage.add_creation(change, exc)
                 return session_id
-            self._windows[session_id] = _Window(
-                SessionStatus.INITIALIZING, float("-inf"), change.session
-            )
+            self._windows.created(change.session)
             self._publish(events)
         return session_id
 
@@ -271,7 +245,7 @@ class ProgressTracker:
         return True
 
     def _sub_updates_coalesce(
-        self, window: _Window, sub_updates: Sequence[SubOperationUpdate]
+        self, window: Window, sub_updates: Sequence[SubOperationUpdate]
     ) -> list[SubOperationUpdate] | None:
         """These (state-less) sub-operation updates, checked, to wait for the window.
 
@@ -305,7 +279,7 @@ class ProgressTracker:
     ) -> bool:
         """Queue the update for the writer, checked first against the session as
         last written or queued (a bad update raises here, and nothing is queued)."""
-        if self._queued_count >= MAX_QUEUED_UPDATES:
+        if self._windows.queued_count >= MAX_QUEUED_UPDATES:
             self._wait_for_room()
         now_s = self.clock.monotonic()
         with self._lock:
@@ -314,7 +288,7 @@ class ProgressTracker:
                 return False
             if window.pending is not None:
                 # The coalesced update came first: it goes first.
-                if not self._queue(window, window.pending):
+                if not self._queue(session_id, window, window.pending):
                     return False
                 window.pending = None
             item = Pending(state, now_s, now_s)
@@ -333,9 +307,8 @@ class ProgressTracker:
                         for update in sub_updates
                     ]
                 )
-            self._queue(window, item, check=True)
+            self._queue(session_id, window, item, check=True)
             window.last_write_s = now_s
-            self._queued_sessions[session_id] = None
         assert self._writer is not None
         self._writer.notify()
         return True
@@ -346,15 +319,17 @@ class ProgressTracker:
         write one in this thread)."""
         deadline_s = time.monotonic() + ROOM_WAIT_S
         with self._room:
-            while self._queued_count >= MAX_QUEUED_UPDATES:
+            while self._windows.queued_count >= MAX_QUEUED_UPDATES:
                 remaining_s = deadline_s - time.monotonic()
                 if remaining_s <= 0:
                     break
                 self._room.wait(remaining_s)
-        if self._queued_count >= MAX_QUEUED_UPDATES:
+        if self._windows.queued_count >= MAX_QUEUED_UPDATES:
             self._write_queued()
 
-    def _queue(self, window: _Window, item: Pending, *, check: bool = False) -> bool:
+    def _queue(
+        self, session_id: str, window: Window, item: Pending, *, check: bool = False
+    ) -> bool:
         """Append ``item`` to the window's queue, moving its view on.
 
         With ``check``, what the engine refuses raises; without, it is not queued
@@ -372,12 +347,7 @@ class ProgressTracker:
             if check:
                 raise
             return False
-        window.session = change.session
-        if window.queued is None:
-            window.queued = [item]
-        else:
-            window.queued.append(item)
-        self._queued_count += 1
+        self._windows.queue(session_id, item, change.session)
         return True
 
     def _write_queued(self, limit: int | None = MAX_BATCH_UPDATES) -> bool:
@@ -389,24 +359,14 @@ class ProgressTracker:
         """
         with self._commit_lock:
             with self._lock:
-                runs = []
-                taken = 0
-                for session_id in list(self._queued_sessions):
-                    if limit is not None and taken >= limit:
-                        break
-                    del self._queued_sessions[session_id]
-                    window = self._windows.get(session_id)
-                    if window is None or not window.queued:
-                        continue
-                    items, window.queued = window.queued, None
-                    window.in_flight += len(items)
-                    self._queued_count -= len(items)
-                    taken += len(items)
-                    runs.append((session_id, [self._mutation(session_id, item) for item in items]))
+                runs = [
+                    (session_id, [self._mutation(session_id, item) for item in items])
+                    for session_id, items in self._windows.take(limit)
+                ]
             with self._room:
                 self._room.notify_all()
             self._write_runs(runs, in_flight=True)
-            return bool(self._queued_sessions)
+            return self._windows.has_queued
 
     def _write_runs(
         self, runs: list[tuple[str, list[Mutation]]], *, in_flight: bool = False
@@ -424,10 +384,7 @@ class ProgressTracker:
         finally:
             if in_flight:
                 with self._lock:
-                    for session_id, size in sizes.items():
-                        window = self._windows.get(session_id)
-                        if window is not None:
-                            window.in_flight -= size
+                    self._windows.landed(sizes)
         events = []
         with self._lock:
             for result in results:
@@ -612,7 +569,7 @@ class ProgressTracker:
             self._publish(events)
             return session
 
-    def _local_view(self, session_id: str, window: _Window) -> ProgressSession | None:
+    def _local_view(self, session_id: str, window: Window) -> ProgressSession | None:
         """The session as ``get_session`` shows it (without history); None if unknown."""
         base = window.session if window.ahead() else self._committed(session_id)
         if base is None or window.pending is None:
@@ -629,38 +586,21 @@ class ProgressTracker:
             return None
 
     def _note_written(self, session: ProgressSession) -> None:
-        status = session.state.status
-        if status in TERMINAL_STATUSES:
+        if session.state.status in TERMINAL_STATUSES:
             self._forget(session.id)
-            return
-        window = self._windows.get(session.id)
-        if window is None:
-            self._windows[session.id] = _Window(status, self.clock.monotonic(), session)
         else:
-            window.status = status
-            window.last_write_s = self.clock.monotonic()
-            if not window.ahead():  # else the view is ahead of the store: keep it
-                window.session = session
+            self._windows.written(session, self.clock.monotonic())
 
     def _forget(self, session_id: str) -> None:
-        window = self._windows.pop(session_id, None)
-        if window is not None and window.queued:
-            self._queued_count -= len(window.queued)
-            self._queued_sessions.pop(session_id, None)
+        self._windows.forget(session_id)
         self._etas.pop(session_id, None)
 
     def _flush_session(self, session_id: str) -> None:
         """Write out what is queued and pending for one session (caller holds the lock)."""
-        window = self._windows.get(session_id)
-        if window is None or (window.pending is None and not window.queued):
-            return
-        items = window.queued or []
-        self._queued_count -= len(items)
-        self._queued_sessions.pop(session_id, None)
-        if window.pending is not None:
-            items.append(window.pending)
-        window.queued = window.pending = None
-        self._write_runs([(session_id, [self._mutation(session_id, item) for item in items])])
+        items = self._windows.take_session(session_id)
+        if items:
+            mutations = [self._mutation(session_id, item) for item in items]
+            self._write_runs([(session_id, mutations)])
 
     def _wall_time(self, at_s: float) -> Any:
         return self.clock.now() - timedelta(seconds=max(0.0, self.clock.monotonic() - at_s))
@@ -681,7 +621,7 @@ class ProgressTracker:
         back if it can."""
         self._write_queued(limit=None)
         with self._commit_lock, self._lock:
-            for session_id in [sid for sid, w in self._windows.items() if w.pending]:
+            for session_id in self._windows.with_pending():
                 self._flush_session(session_id)
         if self._outage.pending_sessions():
             self._outage.drain()

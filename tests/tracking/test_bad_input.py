@@ -301,7 +301,7 @@ def test_bad_input_raises_its_error_and_changes_nothing(
 ) -> None:
     tracker, ids = prepare(make_tracker, window_ms, tmp_path)
     if window_ms:
-        assert tracker._windows[ids.running].pending is not None  # the setup's premise
+        assert tracker._windows.get(ids.running).pending is not None  # the setup's premise
     target = getattr(ids, case.target)
     before = (
         [tracker.get_session(sid) for sid in (ids.running, ids.done, ids.paused)],

@@ -201,7 +201,7 @@ def test_a_full_queue_holds_the_caller_back_and_loses_nothing(
         session_id = started(tracker)
         for i in range(1, 401):
             tracker.update_progress(session_id, InProgress(percentage=i / 4))
-            assert tracker._queued_count <= 20
+            assert tracker._windows.queued_count <= 20
         tracker.flush()
     finally:
         tracker.close()
