@@ -25,6 +25,7 @@ from .models import (
     SubOperation,
     SubOperationState,
     SubOperationUpdate,
+    copy_json,
     rollup_percentage,
 )
 from .states import (
@@ -167,7 +168,7 @@ class Engine:
             parent_id=parent_id,
             heartbeat_at=now,
         )
-        extra: JsonDict = {"metadata": meta}
+        extra: JsonDict = {"metadata": copy_json(meta)}  # the event's own
         if parent_id is not None:
             extra["parent_id"] = parent_id
         events = self._events(session, [(E.SESSION_CREATED, extra)])

@@ -2,7 +2,10 @@
 
 Every model is immutable; the engine makes new ones instead of mutating, so a
 session handed out by a store can never change under its reader, and a
-rejected change leaves nothing half-written.
+rejected change leaves nothing half-written. Metadata and event data are
+plain dicts, which a reader could change in place: what a store or the
+tracker hands out is therefore :func:`detached` (or
+:func:`detached_event`), sharing no dict or list with what it keeps.
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ __all__ = [
     "SubOperation",
     "SubOperationState",
     "SubOperationUpdate",
+    "copy_json",
+    "detached",
+    "detached_event",
     "rollup_percentage",
 ]
 
@@ -191,3 +197,38 @@ class ProgressStats(FrozenModel):
     total_failed: int
     total_cancelled: int
     total_created: int = 0
+
+
+def copy_json(value: Any) -> Any:
+    """A copy of a JSON value that shares no dict or list with it."""
+    if isinstance(value, dict):
+        return {key: copy_json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [copy_json(item) for item in value]
+    return value
+
+
+def _detached_sub(sub: SubOperation) -> SubOperation:
+    return sub.replace(metadata=copy_json(sub.metadata))
+
+
+def _detached_snapshot(snapshot: ProgressSnapshot) -> ProgressSnapshot:
+    subs = snapshot.sub_operations
+    return snapshot.replace(
+        metadata=copy_json(snapshot.metadata),
+        sub_operations=None if subs is None else tuple(_detached_sub(sub) for sub in subs),
+    )
+
+
+def detached(session: ProgressSession) -> ProgressSession:
+    """``session`` for a reader: changing its metadata in place changes nothing kept."""
+    return session.replace(
+        metadata=copy_json(session.metadata),
+        sub_operations=tuple(_detached_sub(sub) for sub in session.sub_operations),
+        history=tuple(_detached_snapshot(snapshot) for snapshot in session.history),
+    )
+
+
+def detached_event(event: ProgressEvent) -> ProgressEvent:
+    """``event`` for a reader: changing its data in place changes nothing kept."""
+    return event.replace(data=copy_json(event.data))

@@ -17,6 +17,8 @@ from ..core.models import (
     ProgressSession,
     ProgressSnapshot,
     ProgressStats,
+    detached,
+    detached_event,
 )
 from ..core.states import ACTIVE_STATUSES, Completed, SessionStatus
 from .base import Mutation, SessionQuery, Store
@@ -112,16 +114,19 @@ class MemoryStore(Store):
         self._log.extend(events)
         if len(self._log) > 2 * self._max_logged_events:
             del self._log[: len(self._log) - self._max_logged_events]
-        return events
+        # What is published is the readers'; the log keeps its own.
+        return [detached_event(event) for event in events]
 
     # -- reading -------------------------------------------------------------
 
     def get(self, session_id: str, *, with_history: bool = True) -> ProgressSession | None:
         with self._lock:
             session = self._sessions.get(session_id)
-            if session is None or not with_history:
-                return session
-            return session.replace(history=tuple(self._history[session_id]))
+            if session is None:
+                return None
+            if with_history:
+                session = session.replace(history=tuple(self._history[session_id]))
+            return detached(session)
 
     def _matching(self, query: SessionQuery) -> Iterator[ProgressSession]:
         with self._lock:
@@ -144,7 +149,7 @@ class MemoryStore(Store):
         newest = heapq.nlargest(
             query.offset + query.limit, self._matching(query), key=lambda s: (s.created_at, s.id)
         )
-        return newest[query.offset :]
+        return [detached(session) for session in newest[query.offset :]]
 
     def count_sessions(self, query: SessionQuery) -> int:
         return sum(1 for _ in self._matching(query))
@@ -172,7 +177,7 @@ class MemoryStore(Store):
             found = []
             for event in self._log[start:]:
                 if session_id is None or event.session_id == session_id:
-                    found.append(event)
+                    found.append(detached_event(event))
                     if len(found) >= limit:
                         break
             return found

@@ -46,6 +46,7 @@ from ..core.models import (
     SubOperation,
     SubOperationState,
     SubOperationUpdate,
+    detached,
 )
 from ..core.states import TERMINAL_STATUSES, InProgress, ProgressState, SessionStatus
 from ..store.base import Applied, Mutation, SessionQuery, Store
@@ -683,7 +684,9 @@ class ProgressTracker:
         view = base if pending is None else self._apply_pending(base, pending)
         if view is None:
             return session
-        return view.replace(history=session.history)
+        # The view is this process's own (and the store's cache's): the
+        # reader gets a copy of its metadata.
+        return detached(view.replace(history=())).replace(history=session.history)
 
     def _apply_pending(self, session: ProgressSession, pending: Pending) -> ProgressSession | None:
         """The session with a pending update applied; None if the update no longer applies."""

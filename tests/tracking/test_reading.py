@@ -134,3 +134,51 @@ def test_metadata_is_stored_as_checked_whatever_the_caller_does_next(
     assert session.metadata == {"tags": ["a"], "rows": [1]}
     assert session.sub_operations[0].metadata == {"files": ["x"], "batch": [1]}
     assert ProgressSession.model_validate_json(session.model_dump_json()) == session
+
+
+METADATA = {"tags": ["a"], "nested": {"k": 1}}
+
+
+def _scribble(value: object) -> None:
+    """Change in place every dict and list within ``value``."""
+    if isinstance(value, dict):
+        for item in list(value.values()):
+            _scribble(item)
+        value["scribbled"] = True
+    elif isinstance(value, list):
+        for item in value:
+            _scribble(item)
+        value.append("scribbled")
+
+
+@pytest.mark.parametrize("window_ms", [0, 500], ids=["written", "pending"])
+def test_changing_what_a_read_returned_changes_nothing_kept(
+    make_tracker: TrackerFactory, window_ms: int
+) -> None:
+    tracker = make_tracker(update_interval_ms=window_ms, granularity_level="Verbose")
+    session_id = tracker.create_session("op", METADATA)
+    subs = [SubOperation(id="s", name="s", metadata={"x": {"y": 1}})]
+    tracker.add_sub_operations(session_id, subs)
+    tracker.update_progress(session_id, InProgress(percentage=10.0), metadata={"more": {"z": 1}})
+    # With a window, this one waits in this process: get_session shows it.
+    tracker.update_progress(session_id, InProgress(percentage=20.0), metadata={"late": {"w": 1}})
+    subscription = tracker.subscribe_to_events(since=0)
+    for read in (tracker.get_session(session_id), *tracker.list_sessions()):
+        _scribble(read.metadata)
+        for sub in read.sub_operations:
+            _scribble(sub.metadata)
+        for snapshot in read.history:
+            _scribble(snapshot.metadata)
+    for event in subscription.drain():
+        _scribble(event.data)
+    subscription.close()
+    tracker.flush()
+
+    kept = tracker.get_session(session_id)
+    assert kept.metadata == {**METADATA, "more": {"z": 1}, "late": {"w": 1}}
+    assert kept.sub_operations[0].metadata == {"x": {"y": 1}}
+    assert all("scribbled" not in str(snapshot.metadata) for snapshot in kept.history)
+    replayed = tracker.subscribe_to_events(since=0)
+    created = replayed.drain()[0]
+    replayed.close()
+    assert created.data["metadata"] == METADATA

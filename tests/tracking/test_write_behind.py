@@ -227,3 +227,22 @@ def test_without_its_writer_a_caller_writes_the_full_queue_itself(
     finally:
         tracker.close()
     assert store.get(session_id).percentage == 30  # type: ignore[union-attr]
+
+
+def test_changing_the_view_of_a_queued_update_changes_nothing_written(
+    tracker: ProgressTracker, store: CountingStore
+) -> None:
+    session_id = tracker.create_session("op", {"nested": {"k": 1}})
+    tracker.update_progress(session_id, InProgress(percentage=0.0))
+    with tracker._lock:
+        tracker.update_progress(session_id, InProgress(percentage=1.0), metadata={"more": {"z": 1}})
+        view = tracker.get_session(session_id)
+        view.metadata["nested"]["k"] = 99
+        view.metadata["more"]["z"] = 99
+    tracker.flush()
+    # The next update is made on what the store keeps of the session.
+    tracker.update_progress(session_id, InProgress(percentage=2.0))
+    tracker.flush()
+    written = store.get(session_id)
+    assert written is not None
+    assert written.metadata == {"nested": {"k": 1}, "more": {"z": 1}}
