@@ -3,9 +3,11 @@
 Every model is immutable; the engine makes new ones instead of mutating, so a
 session handed out by a store can never change under its reader, and a
 rejected change leaves nothing half-written. Metadata and event data are
-plain dicts, which a reader could change in place: what a store or the
-tracker hands out is therefore :func:`detached` (or
-:func:`detached_event`), sharing no dict or list with what it keeps.
+plain dicts, which a reader could change in place: sessions a store or the
+tracker hands out, and events read back from a log, are therefore
+:func:`detached` (:func:`detached_event`), sharing no dict or list with what
+is kept. A live event is the one object every subscriber in the process
+receives: treat its ``data`` as read-only.
 """
 
 from __future__ import annotations
@@ -199,12 +201,19 @@ class ProgressStats(FrozenModel):
     total_created: int = 0
 
 
+_CONTAINERS = (dict, list)
+
+
 def copy_json(value: Any) -> Any:
     """A copy of a JSON value that shares no dict or list with it."""
     if isinstance(value, dict):
-        return {key: copy_json(item) for key, item in value.items()}
+        copy = dict(value)  # most values are scalars: copied with the dict
+        for key, item in copy.items():
+            if isinstance(item, _CONTAINERS):
+                copy[key] = copy_json(item)
+        return copy
     if isinstance(value, list):
-        return [copy_json(item) for item in value]
+        return [copy_json(item) if isinstance(item, _CONTAINERS) else item for item in value]
     return value
 
 

@@ -34,6 +34,7 @@ class MemoryStore(Store):
         self._lock = threading.RLock()
         self._sessions: dict[str, ProgressSession] = {}
         self._history: dict[str, list[ProgressSnapshot]] = {}
+        #: The events as published: read back (``events_since``) as copies.
         self._log: list[ProgressEvent] = []
         self._max_logged_events = max_logged_events
         self._seq = 0
@@ -114,8 +115,7 @@ class MemoryStore(Store):
         self._log.extend(events)
         if len(self._log) > 2 * self._max_logged_events:
             del self._log[: len(self._log) - self._max_logged_events]
-        # What is published is the readers'; the log keeps its own.
-        return [detached_event(event) for event in events]
+        return events
 
     # -- reading -------------------------------------------------------------
 
@@ -224,7 +224,8 @@ class MemoryStore(Store):
     def purge_events(self, before: datetime, *, limit: int = 5000) -> int:
         with self._lock:
             count = 0
-            while count < len(self._log) and count < limit and self._log[count].timestamp < before:
+            log = self._log
+            while count < len(log) and count < limit and log[count].timestamp < before:
                 count += 1
             del self._log[:count]
             return count
