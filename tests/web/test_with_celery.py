@@ -117,7 +117,15 @@ def test_list_shows_a_celery_task_progress_live(project: ModuleType, page: Page)
         page.evaluate("window.__loaded_once = true")
         result = project.crunch.delay(400, 0.05)  # 20 s of work
         row = page.locator(f'tr[data-session="{result.id}"]')
-        expect(row).to_be_visible(timeout=GUARD_S * 1000)  # a new session joins the list
+        try:
+            expect(row).to_be_visible(timeout=GUARD_S * 1000)  # a new session joins the list
+        except AssertionError as exc:
+            # Tell apart a session never made from one the page was not told of.
+            stored = project.tracker.store.get(result.id, with_history=False)
+            last_seq = project.tracker.store.last_seq()
+            raise AssertionError(
+                f"no row for {result.id}; in the store: {stored!r}; log ends at {last_seq}"
+            ) from exc
         expect(row.locator('[data-field="step"]')).to_contain_text("row ", timeout=GUARD_S * 1000)
         page.wait_for_function("el => el.value >= 10", arg=row.locator("progress").element_handle())
         assert page.evaluate("window.__loaded_once") is True
