@@ -321,6 +321,40 @@ def test_live_counts_match_the_sessions(make_store: MakeStore) -> None:
         assert store.count_sessions(SessionQuery(statuses=[status])) == counted[status]
 
 
+def test_a_batch_leaves_what_writing_each_update_in_turn_leaves(make_store: MakeStore) -> None:
+    """History thinned alike (across stride changes), the same events, numbered in order."""
+    store = make_store()
+    create(store, "one-by-one")
+    create(store, "batched")
+    percentages = [float(p % 100) for p in range(1, 121)]
+    for percentage in percentages:
+        store.apply("one-by-one", update(percentage), history_limit=HISTORY)
+    first_seq = store.last_seq()
+    results = []
+    done = 0
+    for size in (1, 7, 30, 2, 80):
+        batch = [update(p) for p in percentages[done : done + size]]
+        results += store.apply_many([("batched", batch)], history_limit=HISTORY)
+        done += size
+    assert done == len(percentages)
+
+    def shape(session_id: str) -> list[tuple[int, float | None]]:
+        session = store.get(session_id)
+        assert session is not None
+        return [(s.index, getattr(s.state, "percentage", None)) for s in session.history]
+
+    assert shape("batched") == shape("one-by-one")
+    assert len(shape("batched")) <= HISTORY + 1
+    batched = store.get("batched", with_history=False)
+    assert batched is not None
+    assert batched.percentage == percentages[-1]
+    logged = store.events_since(first_seq, limit=10_000)
+    assert [e.seq for e in logged] == list(range(first_seq + 1, store.last_seq() + 1))
+    updates = [e.data["percentage"] for e in logged if e.event_type == "ProgressUpdated"]
+    assert updates == percentages
+    assert [e.seq for r in results for e in r.events] == [e.seq for e in logged]
+
+
 def test_apply_many_applies_each_run_in_order_and_stops_a_run_at_a_refusal(
     make_store: MakeStore,
 ) -> None:

@@ -54,6 +54,7 @@ from ...core.states import ACTIVE_STATUSES, TERMINAL_STATUSES, Completed, Sessio
 from ..base import Applied, Mutation, SessionQuery, Store
 from . import codec, listing
 from . import statements as q
+from .batch import Deferred, Writes
 from .cache import CachedSession, SessionCache
 from .checkpoint import WalCheckpointer
 from .connect import engine_from_url, prepare_engine
@@ -274,6 +275,7 @@ class SqlStore(Store):
             loaded = self._load_many(ex, [session_id for session_id, _ in runs])
             outcomes = []
             relaxed = self._relaxed_commit
+            deferred = Deferred(ex, number_events=not self._tx.pipelines)
             with ex.pipeline():
                 for session_id, mutations in runs:
                     outcome = Applied(session_id)
@@ -285,7 +287,9 @@ class SqlStore(Store):
                     for mutation in mutations:
                         assert current is not None
                         try:
-                            written = self._write_change(ex, current, mutation, history_limit)
+                            written = self._write_change(
+                                ex, current, mutation, history_limit, deferred
+                            )
                         except ProgressError as exc:
                             outcome.error = exc
                             break
@@ -296,6 +300,7 @@ class SqlStore(Store):
                     if any(written.revised for written in done):
                         attempted[session_id] = _InDoubt.of(mutations[: len(done)], done)
                     outcomes.append((outcome, done))
+                deferred.send()
                 if relaxed:
                     ex.command(q.RELAXED_COMMIT)
                 ex.commit()
@@ -318,12 +323,19 @@ class SqlStore(Store):
         return results
 
     def _write_change(
-        self, ex: Executor, loaded: CachedSession, mutation: Mutation, history_limit: int
+        self,
+        ex: Executor,
+        loaded: CachedSession,
+        mutation: Mutation,
+        history_limit: int,
+        writes: Writes | None = None,
     ) -> _Written:
-        """Run ``mutation`` on the locked session and send its writes (no commit).
+        """Run ``mutation`` on the locked session and send its writes (no commit),
+        or hold them back in ``writes`` (a batch's :class:`Deferred`).
 
         The mutation runs first: if it raises, nothing has been sent.
         """
+        writes = writes or Writes(ex)
         current = loaded.session
         change = mutation(current)
         new = change.session
@@ -336,10 +348,10 @@ class SqlStore(Store):
             values = codec.session_values(new)
             values["snapshot_count"] = snapshot_count + (change.snapshot is not None)
             values["revision"] = revision = _new_revision()
-            ex.run(q.UPDATE_SESSION, q.session_update_params(values))
+            writes.write_row(current.id, q.session_update_params(values))
         if change.snapshot is not None:
             self._record_snapshot(
-                ex,
+                writes,
                 current.id,
                 change.snapshot,
                 snapshot_count,
@@ -355,9 +367,10 @@ class SqlStore(Store):
         )
         if new.state.status != current.state.status:
             self._count_transition(ex, current, new)
+        logged = writes.log_events(new, change.events) or self._log_events(ex, new, change.events)
         return _Written(
             CachedSession(new, revision, snapshot_count),
-            self._log_events(ex, new, change.events),
+            logged,
             revised=values is not None,
             progress_only=_progress_only(current, new),
             events=len(change.events),
@@ -462,7 +475,7 @@ class SqlStore(Store):
 
     def _record_snapshot(
         self,
-        ex: Executor,
+        writes: Writes,
         session_id: str,
         snapshot: ProgressSnapshot,
         index: int,
@@ -470,7 +483,9 @@ class SqlStore(Store):
         state_json: str | None,
     ) -> None:
         """Append snapshot ``index`` and thin the history by the rule of ``core.history``."""
-        ex.run(q.INSERT_SNAPSHOT, codec.snapshot_values(session_id, snapshot, index, state_json))
+        writes.add_snapshot(
+            session_id, index, codec.snapshot_values(session_id, snapshot, index, state_json)
+        )
         if index == 0:
             return
         stride = stride_for(index, history_limit)
@@ -478,9 +493,9 @@ class SqlStore(Store):
         if stride == stride_for(previous, history_limit):
             # Same stride: only the previous latest can have stopped being kept.
             if previous % stride != 0:
-                ex.run(q.DELETE_SNAPSHOT, {"b_id": session_id, "b_idx": previous})
+                writes.drop_snapshot(session_id, previous)
             return
-        ex.run(q.THIN_SNAPSHOTS, {"b_id": session_id, "b_latest": index, "b_stride": stride})
+        writes.thin_snapshots(session_id, index, stride)
 
     def _count_transition(self, ex: Executor, old: ProgressSession, new: ProgressSession) -> None:
         """Move the session between the live counts (and count an ending)."""
