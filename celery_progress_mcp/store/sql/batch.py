@@ -11,8 +11,8 @@ transaction instead:
 * snapshots go in one ``executemany``, and a snapshot that a later update
   of the same batch thins out of the history is never sent; deletions of
   snapshots written by earlier transactions run first, in order;
-* where statements are not pipelined, the events are numbered with one
-  advance of the sequence and inserted in one ``executemany``.
+* the events are numbered with one advance of the sequence and inserted
+  in one ``executemany`` (:func:`log_events`, which every write uses).
 
 What the store ends with is what writing each update in turn would leave.
 """
@@ -28,19 +28,82 @@ from ...core.engine import EventDraft
 from ...core.models import ProgressEvent, ProgressSession
 from . import codec
 from . import statements as q
-from .dbapi import Executor
+from .dbapi import Executor, Pending
 
-__all__ = ["Deferred", "Writes"]
+__all__ = ["Deferred", "Writes", "log_events"]
 
 #: How to read an update's logged events once they are numbered.
 Logged = Callable[[], list[ProgressEvent]]
+#: Sessions and the drafts of the events each logs, in order.
+Groups = Sequence[tuple[ProgressSession, Sequence[EventDraft]]]
+
+
+def log_events(
+    ex: Executor, groups: Groups, *, returning: bool, pipelined: bool
+) -> Callable[[], list[list[ProgressEvent]]]:
+    """Number and insert the events of ``groups``, in order: the last statements
+    before the commit (the sequence row stays locked until it).
+
+    Returns how to build each group's logged events once the sequence value
+    is read (after the pipeline's sync, on PostgreSQL).
+    """
+    flat = [(session, draft) for session, drafts in groups for draft in drafts]
+    count = len(flat)
+    if not count:
+        return lambda: [[] for _ in groups]
+    if returning:
+        advanced = ex.submit(q.ADVANCE_SEQUENCE_RETURNING, {"v_count": count})
+    else:
+        ex.run(q.ADVANCE_SEQUENCE, {"v_count": count})
+        advanced = ex.submit(q.READ_SEQUENCE)
+    if pipelined:
+        # Numbered by the database from the advanced row: no round trip first.
+        ex.run_many(
+            q.INSERT_NUMBERED_EVENT,
+            [
+                codec.numbered_event_params(count - 1 - i, session, draft)
+                for i, (session, draft) in enumerate(flat)
+            ],
+        )
+    else:
+        first = _last_seq(advanced) - count + 1
+        ex.run_many(
+            q.INSERT_EVENTS,
+            [
+                codec.event_row(seq, session, draft)
+                for seq, (session, draft) in enumerate(flat, start=first)
+            ],
+        )
+    built: list[list[ProgressEvent]] = []
+
+    def logged() -> list[list[ProgressEvent]]:
+        if not built:
+            seq = _last_seq(advanced) - count
+            for session, drafts in groups:
+                events = []
+                for draft in drafts:
+                    seq += 1
+                    events.append(codec.logged_event(seq, session, draft))
+                built.append(events)
+        return built
+
+    return logged
+
+
+def _last_seq(advanced: Pending) -> int:
+    row = advanced.one()
+    if row is None:
+        raise LookupError("the sequence row is missing")
+    return int(next(iter(row.values())))
 
 
 class Writes:
-    """Where an update's session row and snapshots go: here, straight to the database."""
+    """Where an update's writes go: here, straight to the database."""
 
-    def __init__(self, ex: Executor) -> None:
+    def __init__(self, ex: Executor, *, returning: bool, pipelined: bool) -> None:
         self._ex = ex
+        self._returning = returning
+        self._pipelined = pipelined
 
     def write_row(self, session_id: str, params: dict[str, Any]) -> None:
         self._ex.run(q.UPDATE_SESSION, params)
@@ -56,26 +119,28 @@ class Writes:
         params = {"b_id": session_id, "b_latest": latest, "b_stride": stride}
         self._ex.run(q.THIN_SNAPSHOTS, params)
 
-    def log_events(self, session: ProgressSession, drafts: Sequence[EventDraft]) -> Logged | None:
-        """Hold the events back (how to read them later), or None: log them now."""
-        return None
+    def log_events(self, session: ProgressSession, drafts: Sequence[EventDraft]) -> Logged:
+        """Log the events (or hold them back); returns how to read them after the commit."""
+        numbered = self._number([(session, drafts)])
+        return lambda: numbered()[0]
+
+    def _number(self, groups: Groups) -> Callable[[], list[list[ProgressEvent]]]:
+        return log_events(self._ex, groups, returning=self._returning, pipelined=self._pipelined)
 
 
 class Deferred(Writes):
     """What one transaction's updates will write, sent by :meth:`send` before the commit."""
 
-    def __init__(self, ex: Executor, *, number_events: bool) -> None:
-        super().__init__(ex)
+    def __init__(self, ex: Executor, *, returning: bool, pipelined: bool) -> None:
+        super().__init__(ex, returning=returning, pipelined=pipelined)
         #: Session id -> the parameters of its row's last ``UPDATE_SESSION``.
         self._rows: dict[str, dict[str, Any]] = {}
         #: (session id, index) -> the snapshot row, in the order written.
         self._snapshots: dict[tuple[str, int], dict[str, Any]] = {}
         #: Deletions of snapshots that earlier transactions wrote, in order.
         self._deletions: list[tuple[ClauseElement, dict[str, Any]]] = []
-        #: Number the events here (else each update numbers its own).
-        self.number_events = number_events
-        self._drafts: list[tuple[ProgressSession, Sequence[EventDraft]]] = []
-        self._logged: list[list[ProgressEvent]] = []
+        self._groups: list[tuple[ProgressSession, Sequence[EventDraft]]] = []
+        self._numbered: Callable[[], list[list[ProgressEvent]]] | None = None
 
     def write_row(self, session_id: str, params: dict[str, Any]) -> None:
         self._rows[session_id] = params
@@ -98,12 +163,15 @@ class Deferred(Writes):
         params = {"b_id": session_id, "b_latest": latest, "b_stride": stride}
         self._deletions.append((q.THIN_SNAPSHOTS, params))
 
-    def log_events(self, session: ProgressSession, drafts: Sequence[EventDraft]) -> Logged | None:
-        if not self.number_events or not drafts:
-            return None
-        slot = len(self._drafts)
-        self._drafts.append((session, drafts))
-        return lambda: self._logged[slot]
+    def log_events(self, session: ProgressSession, drafts: Sequence[EventDraft]) -> Logged:
+        slot = len(self._groups)
+        self._groups.append((session, drafts))
+
+        def logged() -> list[ProgressEvent]:
+            assert self._numbered is not None, "read before the batch was sent"
+            return self._numbered()[slot]
+
+        return logged
 
     def send(self) -> None:
         ex = self._ex
@@ -112,23 +180,4 @@ class Deferred(Writes):
         ex.run_many(q.INSERT_SNAPSHOT, list(self._snapshots.values()))
         for params in self._rows.values():
             ex.run(q.UPDATE_SESSION, params)
-        self._number_events(ex)
-
-    def _number_events(self, ex: Executor) -> None:
-        count = sum(len(drafts) for _, drafts in self._drafts)
-        if not count:
-            self._logged = [[] for _ in self._drafts]
-            return
-        ex.run(q.ADVANCE_SEQUENCE, {"v_count": count})
-        row = ex.one(q.READ_SEQUENCE)
-        assert row is not None
-        seq = int(next(iter(row.values()))) - count
-        rows = []
-        for session, drafts in self._drafts:
-            logged = []
-            for draft in drafts:
-                seq += 1
-                rows.append(codec.event_row(seq, session, draft))
-                logged.append(codec.logged_event(seq, session, draft))
-            self._logged.append(logged)
-        ex.run_many(q.INSERT_EVENTS, rows)
+        self._numbered = self._number(self._groups)

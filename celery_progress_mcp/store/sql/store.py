@@ -54,7 +54,7 @@ from ...core.states import ACTIVE_STATUSES, TERMINAL_STATUSES, Completed, Sessio
 from ..base import Applied, Mutation, SessionQuery, Store
 from . import codec, listing
 from . import statements as q
-from .batch import Deferred, Writes
+from .batch import Deferred, Writes, log_events
 from .cache import CachedSession, SessionCache
 from .checkpoint import WalCheckpointer
 from .connect import engine_from_url, prepare_engine
@@ -199,7 +199,7 @@ class SqlStore(Store):
                         session.id, change.snapshot, 0, _state_json(change, values)
                     )
                     ex.run(q.INSERT_SNAPSHOT, snapshot)
-                logged = self._log_events(ex, session, change.events)
+                logged = self._writes(ex).log_events(session, change.events)
                 ex.commit()
             return logged(), CachedSession(session, revision, values["snapshot_count"])
 
@@ -275,7 +275,7 @@ class SqlStore(Store):
             loaded = self._load_many(ex, [session_id for session_id, _ in runs])
             outcomes = []
             relaxed = self._relaxed_commit
-            deferred = Deferred(ex, number_events=not self._tx.pipelines)
+            deferred = Deferred(ex, returning=self._returning, pipelined=self._tx.pipelines)
             with ex.pipeline():
                 for session_id, mutations in runs:
                     outcome = Applied(session_id)
@@ -335,7 +335,7 @@ class SqlStore(Store):
 
         The mutation runs first: if it raises, nothing has been sent.
         """
-        writes = writes or Writes(ex)
+        writes = writes or self._writes(ex)
         current = loaded.session
         change = mutation(current)
         new = change.session
@@ -367,10 +367,9 @@ class SqlStore(Store):
         )
         if new.state.status != current.state.status:
             self._count_transition(ex, current, new)
-        logged = writes.log_events(new, change.events) or self._log_events(ex, new, change.events)
         return _Written(
             CachedSession(new, revision, snapshot_count),
-            logged,
+            writes.log_events(new, change.events),
             revised=values is not None,
             progress_only=_progress_only(current, new),
             events=len(change.events),
@@ -505,50 +504,8 @@ class SqlStore(Store):
         else:
             ex.run(statement)
 
-    def _log_events(
-        self, ex: Executor, session: ProgressSession, drafts: Sequence[EventDraft]
-    ) -> Callable[[], list[ProgressEvent]]:
-        """Number and insert the events: the last statements before the commit.
-
-        Returns how to build the logged events once the sequence value is
-        read (after the pipeline's sync, on PostgreSQL).
-        """
-        count = len(drafts)
-        if not count:
-            return list
-        if self._returning:
-            advanced = ex.submit(q.ADVANCE_SEQUENCE_RETURNING, {"v_count": count})
-        else:
-            ex.run(q.ADVANCE_SEQUENCE, {"v_count": count})
-            advanced = ex.submit(q.READ_SEQUENCE)
-        if not self._tx.pipelines:
-            # The number is known already (nothing is pipelined): a plain insert.
-            first = int(_scalar(advanced.one())) - count + 1
-            ex.run_many(
-                q.INSERT_EVENTS,
-                [
-                    codec.event_row(seq, session, draft)
-                    for seq, draft in enumerate(drafts, start=first)
-                ],
-            )
-        else:
-            ex.run_many(
-                q.INSERT_NUMBERED_EVENT,
-                [
-                    codec.numbered_event_params(count - 1 - i, session, draft)
-                    for i, draft in enumerate(drafts)
-                ],
-            )
-
-        def logged() -> list[ProgressEvent]:
-            last = int(_scalar(advanced.one()))
-            first = last - count + 1
-            return [
-                codec.logged_event(seq, session, draft)
-                for seq, draft in enumerate(drafts, start=first)
-            ]
-
-        return logged
+    def _writes(self, ex: Executor) -> Writes:
+        return Writes(ex, returning=self._returning, pipelined=self._tx.pipelines)
 
     # -- reading -------------------------------------------------------------
 
@@ -698,14 +655,17 @@ class SqlStore(Store):
             for statement in q.DELETE_SESSION:
                 ex.run_many(statement, keys)
             ex.run(q.COUNT_PURGED, {f"v_{status}": purged[status] for status in SessionStatus})
-            builders = []
+            expired = []
             for row, session_subs in zip(rows, subs, strict=True):
                 session = codec.decode_session(row, session_subs)
                 draft = expired_event(session)
                 if draft is not None:
-                    builders.append(self._log_events(ex, session, (draft,)))
+                    expired.append((session, (draft,)))
+            logged = log_events(
+                ex, expired, returning=self._returning, pipelined=self._tx.pipelines
+            )
             ex.commit()
-        return len(rows), [event for build in builders for event in build()]
+        return len(rows), [event for events in logged() for event in events]
 
     def purge_events(self, before: datetime, *, limit: int = 5000) -> int:
         self._ready()
