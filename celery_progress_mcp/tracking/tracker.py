@@ -262,14 +262,19 @@ class ProgressTracker:
             if sub is None or sub.state.is_terminal:
                 return None
             if update.metadata:
-                what = f"metadata of sub-operation {sub.id!r}"
-                own = self.engine.copy_metadata(update.metadata, what)
+                update = self._own_copy(update)
                 before = earlier.get(update.id) if earlier else None
-                merged = {**sub.metadata, **(before.metadata if before else {}), **own}
-                self.engine.check_metadata(merged, what)
-                update = update.replace(metadata=own)
+                merged = {**sub.metadata, **(before.metadata if before else {}), **update.metadata}
+                self.engine.check_metadata(merged, f"metadata of sub-operation {sub.id!r}")
             checked.append(update)
         return checked
+
+    def _own_copy(self, update: SubOperationUpdate) -> SubOperationUpdate:
+        """``update`` with a checked copy of its metadata, shared with nobody."""
+        if not update.metadata:
+            return update
+        what = f"metadata of sub-operation {update.id!r}"
+        return update.replace(metadata=self.engine.copy_metadata(update.metadata, what))
 
     def _enqueue(
         self,
@@ -296,18 +301,7 @@ class ProgressTracker:
             if metadata:
                 item.metadata = self.engine.copy_metadata(metadata, "metadata")
             if sub_updates:
-                item.add_sub_updates(
-                    [
-                        update.replace(
-                            metadata=self.engine.copy_metadata(
-                                update.metadata, f"metadata of sub-operation {update.id!r}"
-                            )
-                        )
-                        if update.metadata
-                        else update
-                        for update in sub_updates
-                    ]
-                )
+                item.add_sub_updates([self._own_copy(update) for update in sub_updates])
             self._queue(session_id, window, item, check=True)
             window.last_write_s = now_s
         assert self._writer is not None
@@ -337,13 +331,7 @@ class ProgressTracker:
         (False).
         """
         try:
-            change = self.engine.update(
-                window.session,
-                item.state,
-                sub_operation_updates=item.sub_update_list(),
-                metadata=item.metadata,
-                now=self._wall_time(item.at_s),
-            )
+            change = self._update_of(item)(window.session)
         except ProgressError:
             if check:
                 raise
@@ -420,16 +408,19 @@ class ProgressTracker:
                 self._outage.add(session_id, mutation, error)
         return results
 
-    def _mutation(self, session_id: str, item: Pending) -> Mutation:
-        """The engine call that writes a pending or queued update."""
+    def _update_of(self, item: Pending) -> functools.partial[Change]:
+        """The engine call of a pending or queued update, without the ETA (no side effect)."""
         return functools.partial(
             self.engine.update,
             state=item.state,
             sub_operation_updates=item.sub_update_list(),
             metadata=item.metadata,
             now=self._wall_time(item.at_s),
-            eta=self._eta_hook(session_id, item.at_s),
         )
+
+    def _mutation(self, session_id: str, item: Pending) -> Mutation:
+        """The engine call that writes a pending or queued update."""
+        return functools.partial(self._update_of(item), eta=self._eta_hook(session_id, item.at_s))
 
     def _eta_hook(self, session_id: str, at_s: float | None = None) -> EtaHook:
         """The session's ETA estimator, observing at ``at_s`` (default: now)."""
@@ -691,16 +682,9 @@ class ProgressTracker:
     def _apply_pending(self, session: ProgressSession, pending: Pending) -> ProgressSession | None:
         """The session with a pending update applied; None if the update no longer applies."""
         try:
-            change: Change = self.engine.update(
-                session,
-                pending.state,
-                sub_operation_updates=pending.sub_update_list(),
-                metadata=pending.metadata,
-                now=self._wall_time(pending.at_s),
-            )
+            return self._update_of(pending)(session).session
         except ProgressError:
             return None
-        return change.session
 
     def list_sessions(
         self,
