@@ -180,15 +180,12 @@ class CeleryProgressTracker(ProgressTracker):
         Deliveries from the bus's thread are held while the subscription is
         registered and read up from the log, so none falls in between.
         """
-        start = getattr(self.bus, "start_consuming", None)
-        if start is not None:
-            start()
-        holding = getattr(self.bus, "holding", None)
-        if holding is None or not self.enabled:
+        self.bus.start_consuming()
+        if not self.enabled:
             return super().subscribe_to_events(
                 session_id=session_id, event_types=event_types, since=since
             )
-        with holding():
+        with self.bus.holding():
             subscription = super().subscribe_to_events(
                 session_id=session_id, event_types=event_types, since=since
             )
@@ -214,13 +211,10 @@ class CeleryProgressTracker(ProgressTracker):
         The parent's connections are abandoned without closing them (closing
         would tear down the parent's); its pending updates stay the parent's.
         """
-        engine = getattr(self.store, "engine", None)
-        dispose = getattr(engine, "dispose", None)
-        if dispose is not None:
-            try:
-                dispose(close=False)
-            except Exception:
-                logger.debug("could not detach the parent's store connections", exc_info=True)
+        try:
+            self.store.after_fork()
+        except Exception:
+            logger.debug("could not detach the parent's store connections", exc_info=True)
         store, bus = self._parts(True)
         ProgressTracker.__init__(self, self.config, store=store, bus=bus, clock=self.clock)
         self._owns_store = True

@@ -149,5 +149,9 @@ class Store:
         """What a health check reports: at least ``status`` (``"ok"`` or ``"unavailable"``)."""
         return {"status": "ok", "store": type(self).__name__}
 
+    def after_fork(self) -> None:
+        """In a forked child, before any use: let go of the parent's connections
+        without closing them (closing would tear down the parent's)."""
+
     def close(self) -> None:
         """Release resources; the base class holds none."""

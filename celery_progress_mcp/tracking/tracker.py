@@ -114,7 +114,7 @@ class ProgressTracker:
             update_function=self.engine.update,
             # Like the window flusher: no thread under a hand-driven clock;
             # flush() (and cleanup, and close) retry instead.
-            background=background and getattr(self.clock, "add_listener", None) is None,
+            background=background and not self.clock.manual,
         )
         self._flusher = WindowFlusher(
             self.clock,
@@ -128,9 +128,7 @@ class ProgressTracker:
         #: Write-behind, where the store waits on I/O and threads may run.
         self._writer = (
             BatchWriter(self._write_queued)
-            if self.store.blocking
-            and background
-            and getattr(self.clock, "add_listener", None) is None
+            if self.store.blocking and background and not self.clock.manual
             else None
         )
 

@@ -207,9 +207,8 @@ class WindowFlusher:
         self._wakeup = threading.Condition(threading.Lock())
         self._stopped = False
         self._thread: threading.Thread | None = None
-        add_listener = getattr(clock, "add_listener", None)
-        if add_listener is not None:
-            add_listener(self.run_due)
+        if clock.manual:
+            clock.on_advance(self.run_due)
         elif background:
             self._thread = threading.Thread(
                 target=self._run, name="celery-progress-flusher", daemon=True

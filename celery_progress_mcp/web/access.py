@@ -66,9 +66,7 @@ class TrackerAccess:
         start-up, never at import, so a server that forks starts it in
         each worker.
         """
-        start = getattr(self.tracker.bus, "start_consuming", None)
-        if callable(start):
-            start()
+        self.tracker.bus.start_consuming()
 
     async def call(self, method: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
         bound = functools.partial(method, *args, **kwargs)

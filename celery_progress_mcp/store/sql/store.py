@@ -702,6 +702,9 @@ class SqlStore(Store):
         report["status"] = "ok"
         return report
 
+    def after_fork(self) -> None:
+        self.engine.dispose(close=False)
+
     def close(self) -> None:
         if self._checkpointer is not None:
             self._checkpointer.stop()
