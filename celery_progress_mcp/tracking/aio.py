@@ -1,39 +1,98 @@
 """``AsyncProgressTracker``: the same methods as ``ProgressTracker``, awaitable.
 
-It wraps a ``ProgressTracker``. Where the store does I/O (``Store.blocking``)
-each call runs in a worker thread so the event loop never waits on a
-database; with the memory store calls run inline, which is cheaper.
+It wraps a ``ProgressTracker`` (or a tracker that composes one, such as the
+Celery integration's). Each method is derived from the sync one by
+:func:`awaitable`, so signatures and documentation are written once. Where
+the store does I/O (``Store.blocking``) a call runs in a worker thread so the
+event loop never waits on a database; with the memory store calls run
+inline, which is cheaper.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from typing import Any, ParamSpec, Self, TypeVar
+from collections.abc import Callable, Collection, Coroutine
+from typing import Any, Concatenate, Generic, ParamSpec, Self, TypeVar, overload
 
 from ..bus.base import EventBus
 from ..core.clock import Clock
 from ..core.config import ProgressConfig
-from ..core.models import (
-    ProgressEventType,
-    ProgressSession,
-    ProgressStats,
-    SubOperation,
-    SubOperationUpdate,
-)
-from ..core.states import ProgressState
+from ..core.models import ProgressEventType
 from ..store.base import Store
 from .subscription import AsyncSubscription
-from .tracker import CleanupResult, ProgressTracker
+from .tracker import ProgressTracker
 
-__all__ = ["AsyncProgressTracker"]
+__all__ = ["AsyncProgressTracker", "AsyncTrackerBase", "awaitable"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
-class AsyncProgressTracker:
+class AsyncTrackerBase:
+    """What :func:`awaitable` methods need: the wrapped tracker, and whether
+    its calls may block (then they run in a worker thread)."""
+
+    sync: Any
+
+    def __init__(self, sync: Any, *, blocking: bool) -> None:
+        self.sync = sync
+        self._blocking = blocking
+
+    async def run(self, function: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run ``function`` off the event loop where the store may block."""
+        if self._blocking:
+            return await asyncio.to_thread(functools.partial(function, *args, **kwargs))
+        return function(*args, **kwargs)
+
+
+class awaitable(Generic[P, R]):
+    """The awaitable twin of a sync tracker method, called on ``self.sync``.
+
+    ``get_session = awaitable(ProgressTracker.get_session)`` gives an
+    ``async def get_session(session_id)`` with the same parameters and
+    docstring, calling the wrapped tracker's own (possibly overridden) method.
+    """
+
+    def __init__(self, method: Callable[Concatenate[Any, P], R]) -> None:
+        self._name = method.__name__
+        self.__doc__ = method.__doc__
+        name = self._name
+
+        @functools.wraps(method)
+        async def unbound(tracker: Any, *args: P.args, **kwargs: P.kwargs) -> R:
+            bound: Callable[P, R] = getattr(tracker.sync, name)
+            return await tracker.run(bound, *args, **kwargs)
+
+        #: What the class shows (``inspect`` sees a coroutine function with
+        #: the sync method's signature).
+        self._unbound = unbound
+
+    @overload
+    def __get__(
+        self, instance: None, owner: type
+    ) -> Callable[Concatenate[Any, P], Coroutine[Any, Any, R]]: ...
+
+    @overload
+    def __get__(
+        self, instance: AsyncTrackerBase, owner: type
+    ) -> Callable[P, Coroutine[Any, Any, R]]: ...
+
+    def __get__(
+        self, instance: AsyncTrackerBase | None, owner: type
+    ) -> (
+        Callable[Concatenate[Any, P], Coroutine[Any, Any, R]] | Callable[P, Coroutine[Any, Any, R]]
+    ):
+        if instance is None:
+            return self._unbound
+        return functools.partial(self._unbound, instance)
+
+
+class AsyncProgressTracker(AsyncTrackerBase):
+    """A ``ProgressTracker`` whose methods are awaitable; ``sync`` is the tracker."""
+
+    sync: ProgressTracker
+
     def __init__(
         self,
         config: ProgressConfig | None = None,
@@ -44,131 +103,33 @@ class AsyncProgressTracker:
         background: bool = True,
         tracker: ProgressTracker | None = None,
     ) -> None:
-        self.sync = tracker or ProgressTracker(
+        sync = tracker or ProgressTracker(
             config, store=store, bus=bus, clock=clock, background=background
         )
-        self.config = self.sync.config
+        super().__init__(sync, blocking=sync.store.blocking)
+        self.config = sync.config
 
-    async def _call(self, method: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
-        if self.sync.store.blocking:
-            return await asyncio.to_thread(functools.partial(method, *args, **kwargs))
-        return method(*args, **kwargs)
-
-    async def create_session(
-        self,
-        operation_id: str,
-        metadata: Mapping[str, Any] | None = None,
-        *,
-        session_id: str | None = None,
-        parent_id: str | None = None,
-    ) -> str:
-        return await self._call(
-            self.sync.create_session,
-            operation_id,
-            metadata,
-            session_id=session_id,
-            parent_id=parent_id,
-        )
-
-    async def update_progress(
-        self,
-        session_id: str,
-        state: ProgressState,
-        sub_operation_updates: Sequence[SubOperationUpdate] = (),
-        metadata: Mapping[str, Any] | None = None,
-    ) -> None:
-        await self._call(
-            self.sync.update_progress, session_id, state, sub_operation_updates, metadata
-        )
-
-    async def add_sub_operations(
-        self, session_id: str, sub_operations: Iterable[SubOperation]
-    ) -> None:
-        await self._call(self.sync.add_sub_operations, session_id, tuple(sub_operations))
-
-    async def start_sub_operation(self, session_id: str, sub_operation_id: str) -> None:
-        await self._call(self.sync.start_sub_operation, session_id, sub_operation_id)
-
-    async def update_sub_operation(
-        self,
-        session_id: str,
-        sub_operation_id: str,
-        percentage: float | None = None,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> None:
-        await self._call(
-            self.sync.update_sub_operation, session_id, sub_operation_id, percentage, metadata
-        )
-
-    async def complete_sub_operation(
-        self, session_id: str, sub_operation_id: str, metadata: Mapping[str, Any] | None = None
-    ) -> None:
-        await self._call(self.sync.complete_sub_operation, session_id, sub_operation_id, metadata)
-
-    async def fail_sub_operation(self, session_id: str, sub_operation_id: str, error: str) -> None:
-        await self._call(self.sync.fail_sub_operation, session_id, sub_operation_id, error)
-
-    async def pause_session(self, session_id: str, reason: str = "") -> None:
-        await self._call(self.sync.pause_session, session_id, reason)
-
-    async def resume_session(self, session_id: str) -> None:
-        await self._call(self.sync.resume_session, session_id)
-
-    async def complete_session(self, session_id: str, result_summary: str | None = None) -> None:
-        await self._call(self.sync.complete_session, session_id, result_summary)
-
-    async def fail_session(
-        self, session_id: str, error_message: str, error_code: str | None = None
-    ) -> None:
-        await self._call(self.sync.fail_session, session_id, error_message, error_code)
-
-    async def cancel_session(self, session_id: str, reason: str = "") -> None:
-        await self._call(self.sync.cancel_session, session_id, reason)
-
-    async def heartbeat(self, session_id: str) -> None:
-        await self._call(self.sync.heartbeat, session_id)
-
-    async def get_session(self, session_id: str) -> ProgressSession:
-        return await self._call(self.sync.get_session, session_id)
-
-    async def list_sessions(
-        self,
-        *,
-        status: str | Collection[str] | None = None,
-        operation_id: str | None = None,
-        parent_id: str | None = None,
-        search: str | None = None,
-        limit: int = 50,
-        offset: int = 0,
-    ) -> list[ProgressSession]:
-        return await self._call(
-            self.sync.list_sessions,
-            status=status,
-            operation_id=operation_id,
-            parent_id=parent_id,
-            search=search,
-            limit=limit,
-            offset=offset,
-        )
-
-    async def count_sessions(
-        self,
-        *,
-        status: str | Collection[str] | None = None,
-        operation_id: str | None = None,
-        parent_id: str | None = None,
-        search: str | None = None,
-    ) -> int:
-        return await self._call(
-            self.sync.count_sessions,
-            status=status,
-            operation_id=operation_id,
-            parent_id=parent_id,
-            search=search,
-        )
-
-    async def get_stats(self) -> ProgressStats:
-        return await self._call(self.sync.get_stats)
+    create_session = awaitable(ProgressTracker.create_session)
+    update_progress = awaitable(ProgressTracker.update_progress)
+    add_sub_operations = awaitable(ProgressTracker.add_sub_operations)
+    start_sub_operation = awaitable(ProgressTracker.start_sub_operation)
+    update_sub_operation = awaitable(ProgressTracker.update_sub_operation)
+    complete_sub_operation = awaitable(ProgressTracker.complete_sub_operation)
+    fail_sub_operation = awaitable(ProgressTracker.fail_sub_operation)
+    pause_session = awaitable(ProgressTracker.pause_session)
+    resume_session = awaitable(ProgressTracker.resume_session)
+    complete_session = awaitable(ProgressTracker.complete_session)
+    fail_session = awaitable(ProgressTracker.fail_session)
+    cancel_session = awaitable(ProgressTracker.cancel_session)
+    heartbeat = awaitable(ProgressTracker.heartbeat)
+    get_session = awaitable(ProgressTracker.get_session)
+    list_sessions = awaitable(ProgressTracker.list_sessions)
+    count_sessions = awaitable(ProgressTracker.count_sessions)
+    get_stats = awaitable(ProgressTracker.get_stats)
+    health = awaitable(ProgressTracker.health)
+    cleanup_expired = awaitable(ProgressTracker.cleanup_expired)
+    flush = awaitable(ProgressTracker.flush)
+    close = awaitable(ProgressTracker.close)
 
     def subscribe_to_events(
         self,
@@ -183,15 +144,6 @@ class AsyncProgressTracker:
                 session_id=session_id, event_types=event_types, since=since
             )
         )
-
-    async def cleanup_expired(self) -> CleanupResult:
-        return await self._call(self.sync.cleanup_expired)
-
-    async def flush(self) -> None:
-        await self._call(self.sync.flush)
-
-    async def close(self) -> None:
-        await self._call(self.sync.close)
 
     async def __aenter__(self) -> Self:
         return self
