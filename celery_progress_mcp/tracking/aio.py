@@ -59,14 +59,15 @@ class awaitable(Generic[P, R]):
         self.__doc__ = method.__doc__
         name = self._name
 
-        @functools.wraps(method)
-        async def unbound(tracker: Any, *args: P.args, **kwargs: P.kwargs) -> R:
+        async def unbound(tracker: AsyncTrackerBase, /, *args: P.args, **kwargs: P.kwargs) -> R:
             bound: Callable[P, R] = getattr(tracker.sync, name)
             return await tracker.run(bound, *args, **kwargs)
 
+        functools.update_wrapper(unbound, method)
+
         #: What the class shows (``inspect`` sees a coroutine function with
         #: the sync method's signature).
-        self._unbound = unbound
+        self._unbound: Callable[Concatenate[Any, P], Coroutine[Any, Any, R]] = unbound
 
     @overload
     def __get__(
