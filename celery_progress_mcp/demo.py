@@ -29,7 +29,6 @@ from rich.console import Console
 from rich.table import Table
 
 from .core.models import ProgressSession
-from .core.states import TERMINAL_STATUSES
 
 __all__ = ["main"]
 
@@ -122,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     from proj.celery import tracker  # type: ignore[import-not-found]
     from proj.data import generate_csv  # type: ignore[import-not-found]
 
-    from .celery.console import watch_sessions
+    from .cli.terminal import all_finished, watch_sessions
 
     console.print(f"[bold]celery-progress-mcp demo[/bold]: data and databases in {data_dir}")
     console.print(f"store: {tracker.config.store_url}")
@@ -149,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         def done(sessions: list[ProgressSession]) -> bool:
             if time.monotonic() - started_s > DEMO_TIMEOUT_S or worker.poll() is not None:
                 return True
-            return all(session.state.status in TERMINAL_STATUSES for session in sessions)
+            return all_finished(sessions)
 
         watch_sessions(tracker, select, until=done, console=console, title="live progress")
         outcomes = {name: tracker.get_session(result.id) for name, result in dispatched.items()}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import ipaddress
+from ..core.hosts import is_loopback
 
 __all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "is_loopback"]
 
@@ -10,12 +10,3 @@ __all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "is_loopback"]
 DEFAULT_HOST = "127.0.0.1"
 #: The HTTP transport's default TCP port.
 DEFAULT_PORT = 5577
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False

@@ -10,25 +10,10 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
+from ..core.durations import duration_text
 from ..core.models import ProgressEvent
 
 __all__ = ["FILTERS", "event_text"]
-
-
-def duration_text(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    seconds = max(0.0, seconds)
-    if seconds < 10:
-        return f"{seconds:.1f}s"
-    whole = round(seconds)
-    hours, rest = divmod(whole, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h {minutes:02d}m"
-    if minutes:
-        return f"{minutes}m {secs:02d}s"
-    return f"{secs}s"
 
 
 def percent_text(value: float | None) -> str:

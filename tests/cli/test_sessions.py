@@ -17,7 +17,7 @@ from celery_progress_mcp.celery import uninstall
 from celery_progress_mcp.cli import main
 from tests.celery.workers import ROOT
 
-APP = "tests.celery.cli_app:app"
+APP = "tests.cli.cli_app:app"
 
 
 @pytest.fixture
@@ -25,7 +25,7 @@ def store_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     url = f"sqlite:///{tmp_path / 'progress.db'}"
     monkeypatch.setenv("CPM_CLI_STORE", url)
     yield url
-    module = sys.modules.pop("tests.celery.cli_app", None)
+    module = sys.modules.pop("tests.cli.cli_app", None)
     if module is not None:
         uninstall(module.app)
 

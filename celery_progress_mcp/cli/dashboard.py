@@ -1,27 +1,25 @@
 """``celery-progress-mcp -A MODULE:APP dashboard``: serve the dashboard with uvicorn.
 
-The command is registered on the package's CLI group. The tracker comes
-from ``--store-url`` (a store without a Celery app), else from the Celery
-app named by ``-A`` (here or resolved by the group) through
-:func:`celery_progress_mcp.celery.install`, whose ``cancel_session`` also
-revokes the task.
+The tracker comes from ``--store-url`` (a store without a Celery app), else
+from the Celery app named by ``-A`` (here or on the group; see
+:mod:`.context`), whose ``cancel_session`` also revokes the task.
 Binding anything but a loopback address requires a token or basic auth.
 """
 
 from __future__ import annotations
 
-import ipaddress
 from typing import TYPE_CHECKING
 
 import click
 
-from ..core.errors import ConfigError, ProgressError
+from ..core.errors import ConfigError
+from ..core.hosts import is_loopback
+from .context import Tracker, context_of, require_tracker
 
 if TYPE_CHECKING:
-    from ..tracking.tracker import ProgressTracker
-    from .access import ActionHook
+    from ..web.access import ActionHook
 
-__all__ = ["DEFAULT_PORT", "dashboard_command", "is_loopback", "serve"]
+__all__ = ["BASIC_AUTH_ENV", "DEFAULT_PORT", "TOKEN_ENV", "dashboard_command", "serve"]
 
 #: The dashboard's default TCP port.
 DEFAULT_PORT = 5566
@@ -33,17 +31,8 @@ TOKEN_ENV = "CELERY_PROGRESS_DASHBOARD_TOKEN"
 BASIC_AUTH_ENV = "CELERY_PROGRESS_DASHBOARD_BASIC_AUTH"
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def serve(
-    tracker: ProgressTracker,
+    tracker: Tracker,
     *,
     host: str = "127.0.0.1",
     port: int = DEFAULT_PORT,
@@ -55,7 +44,7 @@ def serve(
     """Run the dashboard until interrupted. Refuses a non-loopback host without auth."""
     import uvicorn
 
-    from .app import create_app
+    from ..web.app import create_app
 
     if not is_loopback(host) and token is None and basic_auth is None:
         raise ConfigError(
@@ -78,43 +67,6 @@ def serve(
         # would wait for every browser tab to close.
         timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
     )
-
-
-def _tracker_from(
-    ctx: click.Context, app_name: str | None, store_url: str | None
-) -> ProgressTracker:
-    """A tracker over ``--store-url``, else the Celery app's (``-A`` here or on the group).
-
-    The Celery integration's tracker cancels by revoking the task as well.
-    """
-    from ..core.config import ProgressConfig
-    from ..tracking.tracker import ProgressTracker
-
-    if store_url:
-        return ProgressTracker(ProgressConfig(store_url=store_url))
-    obj = ctx.obj
-    app = getattr(obj, "app", None)
-    tracker = getattr(obj, "tracker", None)
-    if callable(tracker) and not isinstance(tracker, ProgressTracker):
-        try:
-            tracker = tracker()
-        except ProgressError as exc:
-            raise click.ClickException(str(exc)) from exc
-    if app_name:
-        from celery.app.utils import find_app
-
-        app, tracker = find_app(app_name), None
-    if isinstance(tracker, ProgressTracker):
-        return tracker
-    if app is None:
-        raise click.UsageError("name the Celery app with -A MODULE:APP, or pass --store-url")
-    from .. import celery as integration
-
-    install = getattr(integration, "install", None)
-    if install is None:
-        raise click.UsageError("the Celery integration (celery_progress_mcp.celery) is missing")
-    installed: ProgressTracker = install(app)
-    return installed
 
 
 @click.command("dashboard")
@@ -155,10 +107,11 @@ def dashboard_command(
             f"refusing to serve on {host} without authentication: pass --token "
             f"(or set {TOKEN_ENV}) or --basic-auth, or bind 127.0.0.1"
         )
-    tracker = _tracker_from(ctx, app_name, store_url)
+    context = context_of(ctx)
+    if store_url:
+        context.use_store(store_url)
+    elif app_name:
+        context.use_app(app_name)
+    tracker = require_tracker(ctx, "name the Celery app with -A MODULE:APP, or pass --store-url")
     click.echo(f"dashboard on http://{host}:{port}/", err=True)
-    try:
-        serve(tracker, host=host, port=port, token=token, basic_auth=basic, log_level=log_level)
-    finally:
-        if store_url:
-            tracker.close()
+    serve(tracker, host=host, port=port, token=token, basic_auth=basic, log_level=log_level)

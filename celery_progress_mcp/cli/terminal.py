@@ -1,15 +1,17 @@
-"""Sessions drawn in a terminal with rich: progress bars, sub-operations nested, ETA.
+"""Sessions drawn in a terminal with rich: the list, progress bars with sub-operations, ETA.
 
-Used by ``sessions watch`` and the demo. ``watch_sessions`` redraws when an
-event arrives (the bus wakes it) and at least every ``refresh_s``, reading
-the sessions from the store, so what it shows is the store's truth.
+Every command that shows sessions draws them here (``sessions list``,
+``show``, ``watch``, and the demo). ``watch_sessions`` redraws when an event
+arrives (the bus wakes it) and at least every ``refresh_s``, reading the
+sessions from the store, so what it shows is the store's truth.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import TypeVar
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
@@ -17,11 +19,23 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from ..core.durations import duration_text
 from ..core.models import ProgressSession, SubOperation, SubOperationState
-from ..core.states import TERMINAL_STATUSES, Failed, InProgress, Paused, SessionStatus
-from ..tracking.tracker import ProgressTracker
+from ..core.states import (
+    TERMINAL_STATUSES,
+    Cancelled,
+    Completed,
+    Failed,
+    InProgress,
+    Paused,
+    ProgressState,
+    SessionStatus,
+)
+from .context import Tracker
 
-__all__ = ["render_sessions", "watch_sessions"]
+__all__ = ["all_finished", "render_session_list", "render_sessions", "watch_sessions"]
+
+TrackerT = TypeVar("TrackerT", bound=Tracker)
 
 #: Sub-operations drawn per session; the rest are summed up in one line.
 MAX_SUB_OPERATIONS = 12
@@ -29,6 +43,12 @@ MAX_SUB_OPERATIONS = 12
 BAR_WIDTH = 20
 #: Width of the name column.
 NAME_WIDTH = 26
+#: Characters of a state's text shown in the list.
+LIST_TEXT_CHARS = 80
+#: Below this age in seconds the list says seconds, below ``AGE_IN_HOURS_S`` minutes.
+AGE_IN_MINUTES_S = 120
+#: From this age in seconds on the list says hours.
+AGE_IN_HOURS_S = 7200
 
 _STATUS_STYLE = {
     SessionStatus.INITIALIZING: "dim",
@@ -48,17 +68,30 @@ _SUB_STYLE = {
 }
 
 
+def state_text(state: ProgressState) -> str:
+    """The one text a state carries: its step, outcome, error or reason."""
+    if isinstance(state, InProgress):
+        return state.current_step or ""
+    if isinstance(state, Paused | Cancelled):
+        return state.reason
+    if isinstance(state, Completed):
+        return state.result_summary or ""
+    if isinstance(state, Failed):
+        return state.error_message
+    return ""
+
+
+def _age(moment: datetime) -> str:
+    seconds = max(0, int((datetime.now(UTC) - moment).total_seconds()))
+    if seconds < AGE_IN_MINUTES_S:
+        return f"{seconds}s ago"
+    if seconds < AGE_IN_HOURS_S:
+        return f"{seconds // 60}m ago"
+    return f"{seconds // 3600}h ago"
+
+
 def _eta(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    seconds = round(seconds)
-    minutes, seconds = divmod(seconds, 60)
-    hours, minutes = divmod(minutes, 60)
-    if hours:
-        return f"ETA {hours}h{minutes:02d}m"
-    if minutes:
-        return f"ETA {minutes}m{seconds:02d}s"
-    return f"ETA {seconds}s"
+    return "" if seconds is None else f"ETA {duration_text(seconds)}"
 
 
 def _name(session: ProgressSession) -> str:
@@ -72,14 +105,34 @@ def _name(session: ProgressSession) -> str:
 def _detail(session: ProgressSession) -> str:
     state = session.state
     if isinstance(state, InProgress):
-        parts = [state.current_step or "", _eta(state.eta_seconds)]
+        parts = [state_text(state), _eta(state.eta_seconds)]
         return "  ".join(part for part in parts if part)
     if isinstance(state, Paused):
-        return f"paused: {state.reason}"
+        return f"paused: {state_text(state)}"
     if isinstance(state, Failed):
-        return f"{state.error_code or 'failed'}: {state.error_message}"
-    reason = getattr(state, "reason", None) or getattr(state, "result_summary", None)
-    return str(reason or "")
+        return f"{state.error_code or 'failed'}: {state_text(state)}"
+    return state_text(state)
+
+
+def render_session_list(sessions: Iterable[ProgressSession]) -> Table:
+    """One row per session: id, operation, status, %, step or outcome, last update."""
+    table = Table(show_edge=False, box=None)
+    table.add_column("id", no_wrap=True, min_width=36)
+    table.add_column("operation", no_wrap=True, overflow="ellipsis", max_width=24)
+    table.add_column("status", no_wrap=True, min_width=11)
+    table.add_column("%", justify="right", no_wrap=True, min_width=5)
+    table.add_column("step / outcome", overflow="ellipsis", no_wrap=True, ratio=1)
+    table.add_column("updated", no_wrap=True, min_width=7)
+    for session in sessions:
+        table.add_row(
+            session.id,
+            session.operation_id.rsplit(".", 1)[-1],
+            session.state.status,
+            f"{session.percentage:.1f}",
+            state_text(session.state)[:LIST_TEXT_CHARS],
+            _age(session.updated_at),
+        )
+    return table
 
 
 def _sub_row(table: Table, sub: SubOperation, last: bool) -> None:
@@ -132,8 +185,8 @@ def render_sessions(sessions: Sequence[ProgressSession], *, title: str | None = 
 
 
 def watch_sessions(
-    tracker: ProgressTracker,
-    select: Callable[[ProgressTracker], list[ProgressSession]],
+    tracker: TrackerT,
+    select: Callable[[TrackerT], list[ProgressSession]],
     *,
     until: Callable[[list[ProgressSession]], bool] | None = None,
     console: Console | None = None,
@@ -175,4 +228,5 @@ def watch_sessions(
 
 
 def all_finished(sessions: Iterable[ProgressSession]) -> bool:
+    """True when every session has ended (``watch``'s end with session ids)."""
     return all(session.state.status in TERMINAL_STATUSES for session in sessions)

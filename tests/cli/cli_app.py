@@ -1,4 +1,4 @@
-"""A Celery app for the command tests: ``-A tests.celery.cli_app:app``.
+"""A Celery app for the command tests: ``-A tests.cli.cli_app:app``.
 
 Its store is the SQLite file named by ``CPM_CLI_STORE``; no broker is
 contacted unless a command revokes a task (memory:// then).

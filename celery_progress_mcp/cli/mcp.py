@@ -2,47 +2,26 @@
 
 Also runs on its own as ``python -m celery_progress_mcp.mcp -A MODULE:APP``
 (the form an agent host's configuration can always use). ``--tool`` names
-each Celery task to expose; nothing else is. The tracker comes from the
-package's CLI group when it resolved ``-A``, else from
-:func:`celery_progress_mcp.celery.install`.
+each Celery task to expose; nothing else is. The app is the one ``-A`` names
+(here or on the group; see :mod:`.context`), with its task modules imported
+as a worker imports them, and the tracker is the app's.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 
 from ..core.errors import ProgressError
-from .binding import DEFAULT_HOST, DEFAULT_PORT, is_loopback
+from ..core.hosts import is_loopback
+from ..mcp.binding import DEFAULT_HOST, DEFAULT_PORT
+from .context import context_of, require_tracker
 
 __all__ = ["TOKEN_ENV", "mcp_command"]
 
 #: Environment variable read for ``--token`` (keeps the token out of ``ps``).
 TOKEN_ENV = "CELERY_PROGRESS_MCP_TOKEN"
-
-
-def _app_and_tracker(ctx: click.Context, app_name: str | None) -> tuple[Any, Any]:
-    obj = ctx.obj
-    app = getattr(obj, "app", None) if obj is not None else None
-    tracker = getattr(obj, "tracker", None) if obj is not None else None
-    if callable(tracker):
-        tracker = tracker()
-    if app_name:
-        from celery.app.utils import find_app
-
-        app = find_app(app_name)
-        tracker = None
-    if app is None:
-        raise click.UsageError("name the Celery app with -A MODULE:APP")
-    if tracker is None:
-        from .. import celery as integration
-
-        install = getattr(integration, "install", None)
-        if install is None:
-            raise click.UsageError("the Celery integration (celery_progress_mcp.celery) is missing")
-        tracker = install(app)
-    return app, tracker
+#: What the command says without an app: its tools are the app's tasks.
+NO_APP = "name the Celery app with -A MODULE:APP"
 
 
 @click.command("mcp")
@@ -84,9 +63,9 @@ def mcp_command(
     """Serve the named Celery tasks as MCP tools, with progress and cancellation."""
     import anyio
 
-    from .asgi import serve_http
-    from .runner import RunOptions
-    from .server import ServerOptions, build_server
+    from ..mcp.asgi import serve_http
+    from ..mcp.runner import RunOptions
+    from ..mcp.server import ServerOptions, build_server
 
     if token is not None and not token:
         raise click.BadParameter("the token must not be empty", param_hint="--token")
@@ -95,7 +74,13 @@ def mcp_command(
             f"refusing to serve on {host} without a bearer token: pass --token "
             f"(or set {TOKEN_ENV}), or bind 127.0.0.1"
         )
-    app, tracker = _app_and_tracker(ctx, app_name)
+    context = context_of(ctx)
+    if app_name:
+        context.use_app(app_name)
+    app = context.app
+    if app is None:
+        raise click.UsageError(NO_APP)
+    tracker = require_tracker(ctx, NO_APP)
     options = ServerOptions(
         run=RunOptions(pickup_timeout_s=pickup_timeout, terminate_on_cancel=terminate),
         lookaround_tools=not no_lookaround,

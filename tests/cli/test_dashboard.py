@@ -4,44 +4,31 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from click.testing import CliRunner
 
-from celery_progress_mcp import ConfigError, ProgressTracker
-from celery_progress_mcp.web.command import dashboard_command, is_loopback, serve
-
-from .server import free_port
+from celery_progress_mcp import ConfigError, ProgressConfig, ProgressTracker
+from celery_progress_mcp.cli import main
+from celery_progress_mcp.cli.dashboard import dashboard_command, serve
+from celery_progress_mcp.testing import eventually
+from tests.web.server import free_port
 
 #: Guard against a server that never starts, in seconds.
 START_GUARD_S = 30.0
 
 
-@pytest.mark.parametrize(
-    ("host", "loopback"),
-    [
-        ("127.0.0.1", True),
-        ("127.0.0.2", True),
-        ("localhost", True),
-        ("::1", True),
-        ("[::1]", True),
-        ("0.0.0.0", False),
-        ("::", False),
-        ("10.1.2.3", False),
-        ("example.com", False),
-    ],
-)
-def test_is_loopback(host: str, loopback: bool) -> None:
-    assert is_loopback(host) is loopback
+@pytest.fixture
+def tracker() -> Iterator[ProgressTracker]:
+    with ProgressTracker(ProgressConfig(update_interval_ms=0)) as tracker:
+        yield tracker
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "192.0.2.10", "dashboard.example"])
 def test_command_refuses_a_public_bind_without_auth(host: str) -> None:
-    from celery_progress_mcp.cli import main
-
     result = CliRunner().invoke(
         main, ["dashboard", "--host", host, "--store-url", "memory://"], env={}
     )
@@ -72,7 +59,7 @@ def test_command_serves_a_store(tmp_path: Path) -> None:
     """The real command in its own process: it serves, and the token guards the API."""
     port = free_port()
     store_url = f"sqlite:///{tmp_path / 'progress.db'}"
-    code = "from celery_progress_mcp.web.command import dashboard_command; dashboard_command()"
+    code = "from celery_progress_mcp.cli.dashboard import dashboard_command; dashboard_command()"
     process = subprocess.Popen(
         [
             sys.executable,
@@ -92,15 +79,16 @@ def test_command_serves_a_store(tmp_path: Path) -> None:
     )
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + START_GUARD_S
-        while True:
+
+        def answer() -> httpx.Response:
+            if process.poll() is not None:
+                raise RuntimeError(f"the dashboard exited: {process.communicate()[1]}")
             try:
-                refused = httpx.get(f"{url}/api/stats")
-                break
-            except httpx.TransportError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+                return httpx.get(f"{url}/api/stats")
+            except httpx.TransportError as exc:
+                raise AssertionError(f"not serving yet: {exc}") from exc
+
+        refused = eventually(answer, timeout_s=START_GUARD_S, what="the dashboard serving")
         assert refused.status_code == 401
         stats = httpx.get(f"{url}/api/stats", headers={"Authorization": "Bearer tok"})
         assert stats.status_code == 200
