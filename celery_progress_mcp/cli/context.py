@@ -113,10 +113,14 @@ def open_context(ctx: click.Context, app: Celery | str | None = None) -> Command
     return context
 
 
-def context_of(ctx: click.Context) -> CommandContext:
-    """The context a group opened, or a new one for a command run on its own."""
+def context_of(ctx: click.Context, app: str | None = None) -> CommandContext:
+    """The context a group opened (or a new one), on ``app`` when a command names its own."""
     context = ctx.find_object(CommandContext)
-    return context if context is not None else open_context(ctx)
+    if context is None:
+        return open_context(ctx, app)
+    if app is not None:
+        context.use_app(app)
+    return context
 
 
 def require_tracker(ctx: click.Context, missing: str) -> Tracker:

@@ -15,6 +15,7 @@ import click
 from ..core.errors import ConfigError
 from ..core.hosts import is_loopback
 from .context import Tracker, context_of, require_tracker
+from .serving import check_token, refuse_open_bind
 
 if TYPE_CHECKING:
     from ..web.access import ActionHook
@@ -100,18 +101,16 @@ def dashboard_command(
         if not sep or not user or not password:
             raise click.BadParameter("expected USER:PASSWORD", param_hint="--basic-auth")
         basic = (user, password)
-    if token is not None and not token:
-        raise click.BadParameter("the token must not be empty", param_hint="--token")
-    if not is_loopback(host) and token is None and basic is None:
-        raise click.UsageError(
-            f"refusing to serve on {host} without authentication: pass --token "
-            f"(or set {TOKEN_ENV}) or --basic-auth, or bind 127.0.0.1"
-        )
-    context = context_of(ctx)
+    check_token(token)
+    refuse_open_bind(
+        host,
+        authenticated=token is not None or basic is not None,
+        without="authentication",
+        remedy=f"pass --token (or set {TOKEN_ENV}) or --basic-auth",
+    )
+    context = context_of(ctx, None if store_url else app_name)
     if store_url:
         context.use_store(store_url)
-    elif app_name:
-        context.use_app(app_name)
     tracker = require_tracker(ctx, "name the Celery app with -A MODULE:APP, or pass --store-url")
     click.echo(f"dashboard on http://{host}:{port}/", err=True)
     serve(tracker, host=host, port=port, token=token, basic_auth=basic, log_level=log_level)

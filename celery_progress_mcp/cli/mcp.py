@@ -12,9 +12,9 @@ from __future__ import annotations
 import click
 
 from ..core.errors import ProgressError
-from ..core.hosts import is_loopback
 from ..mcp.binding import DEFAULT_HOST, DEFAULT_PORT
 from .context import context_of, require_tracker
+from .serving import check_token, refuse_open_bind
 
 __all__ = ["TOKEN_ENV", "mcp_command"]
 
@@ -67,17 +67,15 @@ def mcp_command(
     from ..mcp.runner import RunOptions
     from ..mcp.server import ServerOptions, build_server
 
-    if token is not None and not token:
-        raise click.BadParameter("the token must not be empty", param_hint="--token")
-    if transport == "http" and not is_loopback(host) and not token:
-        raise click.UsageError(
-            f"refusing to serve on {host} without a bearer token: pass --token "
-            f"(or set {TOKEN_ENV}), or bind 127.0.0.1"
+    check_token(token)
+    if transport == "http":
+        refuse_open_bind(
+            host,
+            authenticated=bool(token),
+            without="a bearer token",
+            remedy=f"pass --token (or set {TOKEN_ENV})",
         )
-    context = context_of(ctx)
-    if app_name:
-        context.use_app(app_name)
-    app = context.app
+    app = context_of(ctx, app_name).app
     if app is None:
         raise click.UsageError(NO_APP)
     tracker = require_tracker(ctx, NO_APP)
