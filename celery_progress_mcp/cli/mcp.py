@@ -12,7 +12,7 @@ from __future__ import annotations
 import click
 
 from ..core.errors import ProgressError
-from ..mcp.binding import DEFAULT_HOST, DEFAULT_PORT
+from ..mcp import DEFAULT_HOST, DEFAULT_PORT
 from .context import context_of, require_tracker
 from .serving import check_token, refuse_open_bind
 

@@ -11,12 +11,15 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .asgi import BearerToken, asgi_app, serve_http
-    from .notices import Pacer, ProgressMapper, ProgressNotice
+    from .http_address import DEFAULT_HOST, DEFAULT_PORT
+    from .progress_notices import Pacer, ProgressMapper, ProgressNotice
     from .runner import Outcome, RunOptions, TaskRunner
     from .server import ProgressMcpServer, ServerOptions, build_server
     from .toolspec import InvalidToolArguments, TaskTool, tool_from_task
 
 __all__ = [
+    "DEFAULT_HOST",
+    "DEFAULT_PORT",
     "BearerToken",
     "InvalidToolArguments",
     "Outcome",
@@ -38,9 +41,11 @@ _HOMES = {
     "BearerToken": "asgi",
     "asgi_app": "asgi",
     "serve_http": "asgi",
-    "Pacer": "notices",
-    "ProgressMapper": "notices",
-    "ProgressNotice": "notices",
+    "DEFAULT_HOST": "http_address",
+    "DEFAULT_PORT": "http_address",
+    "Pacer": "progress_notices",
+    "ProgressMapper": "progress_notices",
+    "ProgressNotice": "progress_notices",
     "Outcome": "runner",
     "RunOptions": "runner",
     "TaskRunner": "runner",

@@ -14,10 +14,11 @@ from starlette.applications import Starlette
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..core.errors import ConfigError
-from .binding import DEFAULT_HOST, DEFAULT_PORT, is_loopback
+from ..core.hosts import is_loopback
+from .http_address import DEFAULT_HOST, DEFAULT_PORT
 from .server import ProgressMcpServer
 
-__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "BearerToken", "asgi_app", "is_loopback", "serve_http"]
+__all__ = ["BearerToken", "asgi_app", "serve_http"]
 
 #: Path of the MCP endpoint.
 MCP_PATH = "/mcp"

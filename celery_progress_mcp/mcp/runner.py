@@ -13,41 +13,57 @@ up within ``pickup_timeout_s`` all end in an :class:`Outcome` with an error.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import anyio
-
 from ..core.config import ProgressGranularity
-from ..core.errors import InvalidTransition, ProgressError, SessionNotFound
+from ..core.errors import ProgressError
 from ..core.models import ProgressEvent
 from ..core.states import Cancelled, Completed, Failed, SessionStatus
+from ..tracking.aio import AsyncProgressTracker
 from ..tracking.subscription import AsyncSubscription
 from ..tracking.tracker import ProgressTracker
-from .notices import TERMINAL_EVENTS, Pacer, ProgressMapper, ProgressNotice
+from .celery_calls import AsyncCelery, Canceller, revoke_and_cancel
+from .progress_notices import TERMINAL_EVENTS, Pacer, ProgressMapper, ProgressNotice
 from .toolspec import TaskTool
 
 __all__ = [
-    "Canceller",
     "DispatchFailed",
+    "NoticeSink",
     "Outcome",
     "RunOptions",
     "TaskRunner",
-    "revoke_and_cancel",
+    "as_async",
+    "subscribe",
 ]
 
 logger = logging.getLogger(__name__)
 
-#: Cancels a task: ``(task_id, reason, terminate)``; blocking, run in a thread.
-Canceller = Callable[[str, str, bool], None]
 #: Receives each progress notice to send.
 NoticeSink = Callable[[ProgressNotice], Awaitable[None]]
 
 _READY_STATES = frozenset({"SUCCESS", "FAILURE", "REVOKED"})
+
+
+def as_async(tracker: ProgressTracker | AsyncProgressTracker) -> AsyncProgressTracker:
+    """``tracker`` with awaitable methods (a sync one is wrapped)."""
+    if isinstance(tracker, AsyncProgressTracker):
+        return tracker
+    return AsyncProgressTracker(tracker=tracker)
+
+
+async def subscribe(
+    tracker: AsyncProgressTracker, session_id: str | None = None
+) -> AsyncSubscription:
+    """A subscription to the tracker's events (of one session), made off the event loop.
+
+    Subscribing reads where the store's event log ends: a query with the SQL store.
+    """
+    subscription = await tracker.run(tracker.sync.subscribe_to_events, session_id=session_id)
+    return AsyncSubscription(subscription)
 
 
 class DispatchFailed(ProgressError):
@@ -81,61 +97,30 @@ class Outcome:
         return self.status == SessionStatus.COMPLETED
 
 
-def revoke_and_cancel(app: Any, tracker: ProgressTracker) -> Canceller:
-    """The default canceller: end the session Cancelled with the reason, and revoke.
-
-    The session is cancelled first so that a tracked task's next update
-    stops it (cooperative cancellation); the revoke keeps a queued task from
-    ever running, and with ``terminate`` stops a running one. The Celery
-    integration's tracker revokes by itself (members too, for a group);
-    another tracker gets a plain ``revoke``.
-    """
-    celery_aware = "terminate" in inspect.signature(tracker.cancel_session).parameters
-
-    def cancel(task_id: str, reason: str, terminate: bool) -> None:
-        try:
-            if celery_aware:
-                cancel_session: Any = tracker.cancel_session
-                cancel_session(task_id, reason, terminate=terminate)
-                return
-            tracker.cancel_session(task_id, reason)
-        except InvalidTransition:
-            return  # already ended
-        except SessionNotFound:
-            pass  # untracked: revoke all the same
-        except ProgressError:
-            logger.exception("could not record the cancellation of %s", task_id)
-        app.control.revoke(task_id, terminate=terminate, signal="SIGTERM")
-
-    return cancel
-
-
 class TaskRunner:
     """Sends tasks and follows their sessions for the MCP server."""
 
     def __init__(
         self,
         app: Any,
-        tracker: ProgressTracker,
+        tracker: ProgressTracker | AsyncProgressTracker,
         *,
         options: RunOptions | None = None,
         canceller: Canceller | None = None,
     ) -> None:
         self.app = app
-        self.tracker = tracker
+        self.tracker = as_async(tracker)
+        self.celery = AsyncCelery(app)
         self.options = options or RunOptions()
-        self.canceller = canceller or revoke_and_cancel(app, tracker)
-        verbose = tracker.config.granularity_level is ProgressGranularity.VERBOSE
-        self._with_sub_operations = verbose
-        self._interval_s = tracker.config.update_interval_s
+        self.canceller = canceller or revoke_and_cancel(app, self.tracker.sync)
+        config = self.tracker.config
+        self._with_sub_operations = config.granularity_level is ProgressGranularity.VERBOSE
+        self._interval_s = config.update_interval_s
 
     # -- sending --------------------------------------------------------------
 
     async def subscribe(self, task_id: str) -> AsyncSubscription:
-        subscription = await anyio.to_thread.run_sync(
-            lambda: self.tracker.subscribe_to_events(session_id=task_id)
-        )
-        return AsyncSubscription(subscription)
+        return await subscribe(self.tracker, task_id)
 
     async def send(
         self, tool: TaskTool, args: list[Any], kwargs: dict[str, Any], task_id: str
@@ -143,15 +128,13 @@ class TaskRunner:
         """Send the task; raises :class:`DispatchFailed` when the broker refuses it."""
         task = self.app.tasks[tool.task_name]
         try:
-            await anyio.to_thread.run_sync(
-                lambda: task.apply_async(args=args, kwargs=kwargs, task_id=task_id)
-            )
+            await self.celery.run(task.apply_async, args=args, kwargs=kwargs, task_id=task_id)
         except Exception as exc:  # kombu and the transports raise many kinds
             raise DispatchFailed(f"could not send task {tool.task_name}: {exc}") from exc
 
     async def cancel(self, task_id: str, reason: str) -> None:
         terminate = self.options.terminate_on_cancel
-        await anyio.to_thread.run_sync(lambda: self.canceller(task_id, reason, terminate))
+        await self.celery.cancel(self.canceller, task_id, reason, terminate)
 
     # -- following --------------------------------------------------------------
 
@@ -216,11 +199,12 @@ class TaskRunner:
         """The session's events after sequence number ``since``, from the store's log."""
 
         def read() -> list[ProgressEvent]:
-            with self.tracker.subscribe_to_events(session_id=task_id, since=since) as replay:
+            subscription = self.tracker.sync.subscribe_to_events(session_id=task_id, since=since)
+            with subscription as replay:
                 return replay.drain()
 
         try:
-            return await anyio.to_thread.run_sync(read)
+            return await self.tracker.run(read)
         except ProgressError as exc:
             logger.debug("events of %s after %d not read: %s", task_id, since, exc)
             return []
@@ -228,7 +212,7 @@ class TaskRunner:
     async def outcome_of(self, task_id: str) -> Outcome:
         """The outcome of a task whose session has ended."""
         try:
-            session = await anyio.to_thread.run_sync(self.tracker.get_session, task_id)
+            session = await self.tracker.get_session(task_id)
         except ProgressError:
             outcome, _ = await self._poll(task_id)
             return outcome or Outcome(SessionStatus.FAILED, error="the task's session vanished")
@@ -237,7 +221,7 @@ class TaskRunner:
     async def _from_state(self, task_id: str, state: Any) -> Outcome:
         match state:
             case Completed(result_summary=summary):
-                found, value = await self._result(task_id)
+                found, value = await self.celery.result(task_id, self.options.result_timeout_s)
                 return Outcome(SessionStatus.COMPLETED, value=value if found else summary)
             case Failed(error_message=message, error_code=code):
                 return Outcome(SessionStatus.FAILED, error=message, error_code=code)
@@ -247,36 +231,12 @@ class TaskRunner:
                 )
         raise AssertionError(f"not a final state: {state!r}")
 
-    async def _result(self, task_id: str) -> tuple[bool, Any]:
-        """``(True, value)`` from the result backend, or ``(False, None)`` without one."""
-        result = self.app.AsyncResult(task_id)
-        if _backend_disabled(result):
-            return False, None
-        timeout = self.options.result_timeout_s
-
-        def fetch() -> tuple[bool, Any]:
-            try:
-                return True, result.get(
-                    timeout=timeout, propagate=False, disable_sync_subtasks=False
-                )
-            except Exception as exc:  # the backend is down, or too slow
-                logger.warning("result of %s not fetched: %s", task_id, exc)
-                return False, None
-
-        return await anyio.to_thread.run_sync(fetch)
-
     async def _poll(self, task_id: str) -> tuple[Outcome | None, bool]:
         """Look at the store and the result backend: ``(outcome if ended, started)``."""
-
-        def look() -> tuple[Any, str | None]:
-            state = None
-            with contextlib.suppress(ProgressError):
-                state = self.tracker.get_session(task_id).state
-            result = self.app.AsyncResult(task_id)
-            celery_state = None if _backend_disabled(result) else _safe_state(result)
-            return state, celery_state
-
-        state, celery_state = await anyio.to_thread.run_sync(look)
+        state = None
+        with contextlib.suppress(ProgressError):
+            state = (await self.tracker.get_session(task_id)).state
+        celery_state = await self.celery.state(task_id)
         if state is not None and state.status in (
             SessionStatus.COMPLETED,
             SessionStatus.FAILED,
@@ -293,13 +253,12 @@ class TaskRunner:
         return None, started
 
     async def _from_celery(self, task_id: str, celery_state: str) -> Outcome:
-        result = self.app.AsyncResult(task_id)
         if celery_state == "SUCCESS":
-            found, value = await self._result(task_id)
+            found, value = await self.celery.result(task_id, self.options.result_timeout_s)
             return Outcome(SessionStatus.COMPLETED, value=value if found else None)
         if celery_state == "REVOKED":
             return Outcome(SessionStatus.CANCELLED, error="the task was revoked")
-        error = await anyio.to_thread.run_sync(lambda: result.result)
+        error = await self.celery.error(task_id)
         return Outcome(
             SessionStatus.FAILED,
             error=str(error) or type(error).__name__,
@@ -309,7 +268,7 @@ class TaskRunner:
     async def _not_picked_up(self, task_id: str) -> Outcome:
         seconds = self.options.pickup_timeout_s
         reason = f"no worker picked up the task within {seconds:g} s"
-        await anyio.to_thread.run_sync(lambda: self.canceller(task_id, reason, False))
+        await self.celery.cancel(self.canceller, task_id, reason, False)
         return Outcome(
             SessionStatus.FAILED,
             error=f"{reason}: is a worker running and consuming its queue?",
@@ -324,16 +283,3 @@ def _shows_start(event: ProgressEvent) -> bool:
 async def _deliver(on_notice: NoticeSink | None, notice: ProgressNotice | None) -> None:
     if on_notice is not None and notice is not None:
         await on_notice(notice)
-
-
-def _backend_disabled(result: Any) -> bool:
-    return type(result.backend).__name__ == "DisabledBackend"
-
-
-def _safe_state(result: Any) -> str | None:
-    try:
-        state: str = result.state
-    except Exception as exc:
-        logger.debug("result backend state unavailable: %s", exc)
-        return None
-    return state

@@ -26,6 +26,7 @@ __all__ = [
     "structured_result",
     "tool_from_task",
     "tool_name_for",
+    "validation_problems",
 ]
 
 #: A valid MCP tool name (2025-11-25 server/tools: 1 to 128 of these characters).
@@ -64,11 +65,7 @@ class TaskTool:
         try:
             model = self.arguments_model.model_validate(arguments or {})
         except ValidationError as exc:
-            problems = [
-                f"{'.'.join(str(p) for p in error['loc']) or '(arguments)'}: {error['msg']}"
-                for error in exc.errors(include_url=False, include_input=False)
-            ]
-            raise InvalidToolArguments(self.name, problems) from None
+            raise InvalidToolArguments(self.name, validation_problems(exc)) from None
         values = model.model_dump(mode="json", exclude_unset=True)
         values.update(model.model_extra or {})
         # Positional-only values go in order, with defaults filling the gaps
@@ -81,6 +78,14 @@ class TaskTool:
             for name in self.positional:
                 values.pop(name, None)
         return args, values
+
+
+def validation_problems(error: ValidationError) -> list[str]:
+    """One ``field: problem`` line per error, for an agent to read."""
+    return [
+        f"{'.'.join(str(p) for p in e['loc']) or '(arguments)'}: {e['msg']}"
+        for e in error.errors(include_url=False, include_input=False)
+    ]
 
 
 def tool_name_for(task_name: str) -> str:

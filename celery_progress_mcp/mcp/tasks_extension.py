@@ -1,4 +1,4 @@
-"""MCP Tasks (2025-11-25 basic/utilities/tasks) over progress sessions.
+"""MCP Tasks (2025-11-25 basic/utilities/tasks) over progress sessions: an SDK extension.
 
 Task id = session id = Celery task id, and a task's status is read from its
 session in the store, so an agent can start a task, disconnect, and collect
@@ -13,7 +13,8 @@ it serves ``tasks/get``, ``tasks/result``, ``tasks/list`` and
 ``tasks/cancel`` as the new request methods the SDK lets an extension add.
 A task-augmented ``tools/call`` answers with a ``CreateTaskResult``, which
 the SDK's ``tools/call`` result check refuses, so the server's middleware
-hands such a call to :meth:`McpTasks.start`.
+hands such a call to :meth:`McpTasks.start`. (An MCP Task is the agent's
+handle on one call; it runs as one Celery task, of the same id.)
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
-import anyio
 import anyio.abc
 import mcp_types as types
 from mcp.server import ServerRequestContext
@@ -37,20 +37,21 @@ from pydantic import ValidationError
 from ..core.errors import ProgressError, SessionNotFound
 from ..core.models import ProgressSession
 from ..core.states import (
+    ACTIVE_STATUSES,
     TERMINAL_STATUSES,
     Cancelled,
     Completed,
     Failed,
     InProgress,
     Paused,
-    SessionStatus,
 )
 from ..tracking.subscription import AsyncSubscription
-from ..tracking.tracker import ProgressTracker
-from .answers import checked_arguments, notify_quietly, tool_result
-from .notices import ProgressNotice
+from .celery_tools import checked_arguments, tool_result
+from .connections import notify_quietly
+from .progress_notices import ProgressNotice
 from .runner import TaskRunner
 from .toolspec import TaskTool
+from .visible_sessions import VisibleSessions
 
 __all__ = [
     "EXTENSION_ID",
@@ -61,6 +62,7 @@ __all__ = [
     "TaskLedger",
     "task_status",
     "task_view",
+    "unknown_task",
 ]
 
 #: The ``_meta`` key tying a message to its task.
@@ -80,11 +82,9 @@ PAGE_SIZE = 50
 
 logger = logging.getLogger(__name__)
 
-_WORKING = frozenset({SessionStatus.INITIALIZING, SessionStatus.IN_PROGRESS, SessionStatus.PAUSED})
-
 
 def task_status(session: ProgressSession) -> str:
-    if session.status in _WORKING:
+    if session.status in ACTIVE_STATUSES:
         return "working"
     return str(session.status)
 
@@ -144,15 +144,6 @@ def unknown_task(task_id: str) -> MCPError:
     )
 
 
-async def session_or_error(lookup: Any, task_id: str) -> ProgressSession:
-    """``lookup(task_id)`` in a thread, mapping a missing session to the spec's error."""
-    try:
-        session: ProgressSession = await anyio.to_thread.run_sync(lookup, task_id)
-    except SessionNotFound:
-        raise unknown_task(task_id) from None
-    return session
-
-
 def _new_task_view(task_id: str, ttl_ms: int | None) -> dict[str, Any]:
     """The view of a task sent before its session was made (an untracked task)."""
     now = _iso(datetime.now(UTC))
@@ -172,11 +163,11 @@ class McpTasks(Extension):
     identifier = EXTENSION_ID
 
     def __init__(
-        self, tools: Mapping[str, TaskTool], runner: TaskRunner, tracker: ProgressTracker
+        self, tools: Mapping[str, TaskTool], runner: TaskRunner, sessions: VisibleSessions
     ) -> None:
         self._tools = tools
         self.runner = runner
-        self.tracker = tracker
+        self.sessions = sessions
         self.ledger = TaskLedger()
         self._by_task = {tool.task_name: tool for tool in tools.values()}
         #: Where followers of started tasks run; set by the server's lifespan.
@@ -217,7 +208,7 @@ class McpTasks(Extension):
         else:
             subscription.close()
         try:
-            session = await anyio.to_thread.run_sync(self.tracker.get_session, task_id)
+            session = await self.runner.tracker.get_session(task_id)
         except ProgressError:  # an untracked task: no session yet
             return {"task": _new_task_view(task_id, ttl_ms)}
         return {"task": task_view(session, ttl_ms)}
@@ -241,7 +232,7 @@ class McpTasks(Extension):
 
         try:
             await self.runner.follow(task_id, subscription, report if token is not None else None)
-            ended = await anyio.to_thread.run_sync(self.tracker.get_session, task_id)
+            ended = await self.runner.tracker.get_session(task_id)
             params = task_view(ended, self.ledger.ttl(task_id))
             status = types.TaskStatusNotification(
                 params=types.TaskStatusNotificationParams.model_validate(params)
@@ -255,10 +246,10 @@ class McpTasks(Extension):
             subscription.close()
 
     async def _visible_session(self, task_id: str) -> ProgressSession:
-        session = await session_or_error(self.tracker.get_session, task_id)
-        if session.operation_id not in self._by_task:
-            raise unknown_task(task_id)
-        return session
+        try:
+            return await self.sessions.get(task_id)
+        except SessionNotFound:
+            raise unknown_task(task_id) from None
 
     async def _get(
         self, ctx: ServerRequestContext[Any, Any], params: types.GetTaskRequestParams
@@ -292,17 +283,7 @@ class McpTasks(Extension):
             offset = int(params.cursor or 0)
         except ValueError:
             raise MCPError(types.INVALID_PARAMS, "invalid cursor") from None
-        tracker = self.tracker
-        names = list(self._by_task)
-
-        def query() -> list[ProgressSession]:
-            found: list[ProgressSession] = []
-            for name in names:
-                found.extend(tracker.list_sessions(operation_id=name, limit=offset + PAGE_SIZE + 1))
-            found.sort(key=lambda s: (s.created_at, s.id), reverse=True)
-            return found[offset : offset + PAGE_SIZE + 1]
-
-        sessions = await anyio.to_thread.run_sync(query)
+        sessions = await self.sessions.newest(limit=PAGE_SIZE + 1, offset=offset)
         listed: dict[str, Any] = {
             "tasks": [task_view(s, self.ledger.ttl(s.id)) for s in sessions[:PAGE_SIZE]]
         }

@@ -1,4 +1,4 @@
-"""The look-around tools and the session resources."""
+"""The session tools (get_progress, list_sessions, cancel_session, progress_stats) and resources."""
 
 from __future__ import annotations
 
@@ -129,9 +129,9 @@ async def test_subscriptions_of_a_connection_are_forgotten_when_it_closes(
         await client.subscribe_resource("progress://sessions/one")
         await client.subscribe_resource("progress://sessions/two")
         await client.unsubscribe_resource("progress://sessions/two")
-        assert set(server._subscribers) == {"one"}
+        assert server.subscriptions.subscribed_sessions == {"one"}
     # The connection's exit stack ran the cleanup registered at subscribe.
-    assert server._subscribers == {}
+    assert server.subscriptions.subscribed_sessions == set()
 
 
 async def test_a_2025_client_is_told_it_may_subscribe(

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from celery_progress_mcp.core.models import ProgressEvent, ProgressEventType
-from celery_progress_mcp.mcp.notices import Pacer, ProgressMapper, ProgressNotice
+from celery_progress_mcp.mcp.progress_notices import Pacer, ProgressMapper, ProgressNotice
 
 E = ProgressEventType
 _NOW = datetime(2026, 1, 1, tzinfo=UTC)

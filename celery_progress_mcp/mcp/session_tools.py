@@ -1,4 +1,4 @@
-"""Tools and resources for agents to look around: sessions, stats, cancelling.
+"""The session tools and resources: agents look at sessions, stats, and cancel.
 
 Tools ``get_progress``, ``list_sessions``, ``cancel_session``,
 ``progress_stats``; resources ``progress://sessions/{id}``. They see only
@@ -9,25 +9,31 @@ nothing outside the allowlist is exposed.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-import anyio
 import mcp_types as types
-from pydantic import BaseModel, ConfigDict, Field
+from mcp.shared.exceptions import MCPError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..core.errors import SessionNotFound
+from ..core.errors import ProgressError, SessionNotFound
 from ..core.models import ProgressSession
-from ..core.states import SessionStatus
-from ..tracking.tracker import ProgressTracker
+from ..core.states import ACTIVE_STATUSES, SessionStatus
+from .toolspec import InvalidToolArguments, validation_problems
+from .visible_sessions import VisibleSessions
 
 __all__ = [
     "ARGUMENTS",
-    "LOOKAROUND_TOOLS",
+    "RESOURCE_NOT_FOUND",
     "RESOURCE_PREFIX",
     "RESOURCE_TEMPLATE",
-    "Lookaround",
+    "SESSION_RESOURCE_TEMPLATE",
+    "SESSION_TOOLS",
+    "CancelSession",
+    "SessionToolError",
+    "SessionTools",
+    "resource_not_found",
+    "session_id_of",
     "session_uri",
     "session_view",
 ]
@@ -36,6 +42,8 @@ __all__ = [
 RESOURCE_TEMPLATE = "progress://sessions/{id}"
 #: What every session resource URI starts with.
 RESOURCE_PREFIX = "progress://sessions/"
+#: JSON-RPC error code for an unknown resource (2025-06-18 server/resources).
+RESOURCE_NOT_FOUND = -32002
 #: Most sessions ``list_sessions`` returns in one call.
 MAX_LIST_LIMIT = 200
 
@@ -76,7 +84,7 @@ def _tool(
     )
 
 
-#: The argument models of the look-around tools, by tool name.
+#: The argument models of the session tools, by tool name.
 ARGUMENTS: dict[str, type[BaseModel]] = {
     "get_progress": GetProgressArguments,
     "list_sessions": ListSessionsArguments,
@@ -84,7 +92,8 @@ ARGUMENTS: dict[str, type[BaseModel]] = {
     "progress_stats": ProgressStatsArguments,
 }
 
-LOOKAROUND_TOOLS: tuple[types.Tool, ...] = (
+#: The session tools, as listed.
+SESSION_TOOLS: tuple[types.Tool, ...] = (
     _tool(
         "get_progress",
         "The progress of one session (a Celery task; session id = task id): "
@@ -114,8 +123,34 @@ LOOKAROUND_TOOLS: tuple[types.Tool, ...] = (
 )
 
 
+#: Sessions listed by ``resources/list``.
+LISTED_RESOURCES = 50
+#: A session resource, for ``resources/templates/list``.
+SESSION_RESOURCE_TEMPLATE = types.ResourceTemplate(
+    uri_template=RESOURCE_TEMPLATE,
+    name="progress session",
+    description="A progress session (session id = Celery task id), as JSON.",
+    mime_type="application/json",
+)
+
+#: ``(session_id, reason)``: cancels a session and revokes its task.
+CancelSession = Callable[[str, str], Awaitable[None]]
+
+
 def session_uri(session_id: str) -> str:
     return RESOURCE_PREFIX + session_id
+
+
+def session_id_of(uri: str) -> str | None:
+    """The session id a ``progress://sessions/{id}`` URI names; None for any other URI."""
+    if not uri.startswith(RESOURCE_PREFIX) or len(uri) == len(RESOURCE_PREFIX):
+        return None
+    return uri[len(RESOURCE_PREFIX) :]
+
+
+def resource_not_found(uri: str, message: str) -> MCPError:
+    """The JSON-RPC error answering a read of, or a subscription to, an unknown resource."""
+    return MCPError(RESOURCE_NOT_FOUND, message, data={"uri": uri})
 
 
 def session_view(session: ProgressSession) -> dict[str, Any]:
@@ -126,34 +161,44 @@ def session_view(session: ProgressSession) -> dict[str, Any]:
     return view
 
 
-class LookaroundError(Exception):
-    """A look-around call that must be answered as a tool error."""
+class SessionToolError(Exception):
+    """A session tool call that must be answered as a tool error."""
 
 
-@dataclass
-class Lookaround:
-    """The look-around tools over a tracker, limited to the allowlisted task names."""
+class SessionTools:
+    """The session tools and resources over the sessions an agent may see."""
 
-    tracker: ProgressTracker
-    task_names: Collection[str]
-    cancel: Any  # async (session_id, reason) -> None
+    def __init__(self, sessions: VisibleSessions, cancel: CancelSession) -> None:
+        self.sessions = sessions
+        self._cancel_session = cancel
 
-    def visible(self, session: ProgressSession) -> bool:
-        return session.operation_id in self.task_names
+    async def call(self, name: str, arguments: dict[str, Any]) -> types.CallToolResult:
+        """Answer a ``tools/call`` of the session tool ``name``.
 
-    async def session(self, session_id: str) -> ProgressSession:
+        Arguments that do not fit are a JSON-RPC ``INVALID_PARAMS`` error;
+        everything else, failures included, is a tool result.
+        """
+        model = ARGUMENTS[name]
         try:
-            session = await anyio.to_thread.run_sync(self.tracker.get_session, session_id)
-        except SessionNotFound:
-            raise LookaroundError(f"no session {session_id!r}") from None
-        if not self.visible(session):
-            raise LookaroundError(f"no session {session_id!r}")
-        return session
+            parsed = model.model_validate(arguments)
+        except ValidationError as exc:
+            refused = InvalidToolArguments(name, validation_problems(exc))
+            raise MCPError(types.INVALID_PARAMS, str(refused)) from None
+        try:
+            value = await self.run(parsed)
+        except (SessionToolError, ProgressError) as exc:
+            return types.CallToolResult(
+                content=[types.TextContent(type="text", text=str(exc))], is_error=True
+            )
+        return types.CallToolResult(
+            content=[types.TextContent(type="text", text=json.dumps(value))],
+            structured_content=value,
+        )
 
-    async def call(self, arguments: BaseModel) -> dict[str, Any]:
-        """Run the look-around tool whose checked arguments these are.
+    async def run(self, arguments: BaseModel) -> dict[str, Any]:
+        """Run the session tool whose checked arguments these are.
 
-        Raises :class:`LookaroundError` for what must be answered as a tool error.
+        Raises :class:`SessionToolError` for what must be answered as a tool error.
         """
         match arguments:
             case GetProgressArguments(session_id=session_id):
@@ -163,39 +208,31 @@ class Lookaround:
             case CancelSessionArguments(session_id=session_id, reason=reason):
                 return await self._cancel(session_id, reason)
             case ProgressStatsArguments():
-                stats = await anyio.to_thread.run_sync(self.tracker.get_stats)
+                stats = await self.sessions.tracker.get_stats()
                 return stats.model_dump(mode="json")
-        raise LookaroundError(f"unknown tool arguments {type(arguments).__name__}")
+        raise SessionToolError(f"unknown tool arguments {type(arguments).__name__}")
+
+    async def session(self, session_id: str) -> ProgressSession:
+        try:
+            return await self.sessions.get(session_id)
+        except SessionNotFound:
+            raise SessionToolError(f"no session {session_id!r}") from None
 
     async def _list(self, state: str | None, limit: int) -> dict[str, Any]:
-        tracker = self.tracker
-        names = list(self.task_names)
-
-        def query() -> list[ProgressSession]:
-            found: list[ProgressSession] = []
-            for name in names:
-                found.extend(tracker.list_sessions(status=state, operation_id=name, limit=limit))
-            found.sort(key=lambda s: s.created_at, reverse=True)
-            return found[:limit]
-
-        sessions = await anyio.to_thread.run_sync(query)
+        sessions = await self.sessions.newest(status=state, limit=limit)
         return {"sessions": [session_view(s) for s in sessions]}
 
     async def _cancel(self, session_id: str, reason: str) -> dict[str, Any]:
         session = await self.session(session_id)
-        if session.status not in (
-            SessionStatus.INITIALIZING,
-            SessionStatus.IN_PROGRESS,
-            SessionStatus.PAUSED,
-        ):
-            raise LookaroundError(f"session {session_id!r} has already ended ({session.status})")
-        await self.cancel(session_id, reason)
+        if session.status not in ACTIVE_STATUSES:
+            raise SessionToolError(f"session {session_id!r} has already ended ({session.status})")
+        await self._cancel_session(session_id, reason)
         return session_view(await self.session(session_id))
 
     # -- resources ---------------------------------------------------------------
 
     async def resources(self) -> list[types.Resource]:
-        listed = await self._list(None, 50)
+        listed = await self._list(None, LISTED_RESOURCES)
         return [
             types.Resource(
                 uri=session_uri(view["id"]),
@@ -207,7 +244,12 @@ class Lookaround:
         ]
 
     async def read(self, uri: str) -> str:
-        if not uri.startswith(RESOURCE_PREFIX) or len(uri) == len(RESOURCE_PREFIX):
-            raise LookaroundError(f"unknown resource {uri!r}")
-        session = await self.session(uri[len(RESOURCE_PREFIX) :])
+        """The session ``uri`` names, as JSON; an unknown one is a JSON-RPC error."""
+        session_id = session_id_of(uri)
+        if session_id is None:
+            raise resource_not_found(uri, f"unknown resource {uri!r}")
+        try:
+            session = await self.session(session_id)
+        except SessionToolError as exc:
+            raise resource_not_found(uri, str(exc)) from None
         return json.dumps(session_view(session))

@@ -1,10 +1,8 @@
-"""Where the HTTP transport listens, and which addresses count as this machine only."""
+"""Where the MCP server's HTTP transport listens unless told otherwise."""
 
 from __future__ import annotations
 
-from ..core.hosts import is_loopback
-
-__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "is_loopback"]
+__all__ = ["DEFAULT_HOST", "DEFAULT_PORT"]
 
 #: Where the HTTP transport listens unless told otherwise.
 DEFAULT_HOST = "127.0.0.1"
