@@ -18,7 +18,7 @@ from .context import Tracker, context_of, require_tracker
 from .serving import check_token, refuse_open_bind
 
 if TYPE_CHECKING:
-    from ..web.access import ActionHook
+    from ..web import ActionHook
 
 __all__ = ["BASIC_AUTH_ENV", "DEFAULT_PORT", "TOKEN_ENV", "dashboard_command", "serve"]
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import anyio.to_thread
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -24,7 +23,7 @@ from ..core.errors import (
     TrackingDisabled,
 )
 from .compat import group_progress, pending_progress, task_progress
-from .context import Dashboard, dashboard_of
+from .dashboard import Dashboard, dashboard_of
 from .live import StreamFilter
 from .metrics import CONTENT_TYPE
 from .openapi import openapi_document
@@ -192,7 +191,7 @@ async def metrics(request: Request) -> Response:
         board.access.hear_other_processes()  # a mounted app gets no lifespan: the first scrape
         return board.metrics.render()
 
-    body = await anyio.to_thread.run_sync(render)
+    body = await board.access.tracker.run(render)
     return Response(body, media_type=CONTENT_TYPE, headers=_NO_STORE)
 
 

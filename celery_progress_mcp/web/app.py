@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Collection
 
-import anyio.to_thread
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -37,14 +36,14 @@ from starlette.staticfiles import StaticFiles
 
 from ..core.errors import ProgressError
 from ..tracking.tracker import ProgressTracker
-from .access import ActionHook, TrackerAccess
 from .api import api_routes, error_response
-from .context import Dashboard
+from .dashboard import Dashboard
 from .formatting import FILTERS
 from .live import DEFAULT_INTERVAL_S, LiveHub
 from .metrics import DashboardMetrics
 from .pages import page_routes
 from .security import AuthSettings, SecurityMiddleware
+from .tracker_access import ActionHook, TrackerAccess
 
 __all__ = ["create_app"]
 
@@ -101,7 +100,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await anyio.to_thread.run_sync(access.hear_other_processes)  # it may read the store
+        await access.tracker.run(access.hear_other_processes)  # it may read the store
         try:
             yield
         finally:

@@ -28,7 +28,8 @@ from ..bus.local import LocalBus
 from ..core.errors import InvalidProgress
 from ..core.models import ProgressEvent, ProgressEventType
 from ..store.memory import MemoryStore
-from .access import TrackerAccess
+from ..tracking.subscription import Subscription
+from .tracker_access import TrackerAccess
 
 __all__ = [
     "BusSource",
@@ -196,8 +197,8 @@ class EventSource:
 class BusSource(EventSource):
     """A tracker subscription: events as the bus delivers them, drained without waiting."""
 
-    def __init__(self, access: TrackerAccess) -> None:
-        self._subscription = access.tracker.subscribe_to_events()
+    def __init__(self, subscription: Subscription) -> None:
+        self._subscription = subscription
         self._missed = self._subscription.missed
         self.start_seq = self._subscription.last_seq
 
@@ -337,8 +338,7 @@ class LiveHub:
 
     async def _start(self) -> None:
         if self.source_kind == "bus":
-            # Subscribing reads the log's end (a database query with the SQL store).
-            source: EventSource = await self._access.call(BusSource, self._access)
+            source: EventSource = BusSource(await self._access.subscribe())
         else:
             source = LogSource(self._access, await self._access.last_seq())
         if self._source is not None:  # another client started it meanwhile
@@ -403,7 +403,6 @@ class LiveHub:
 def _choose_source(access: TrackerAccess, source: str) -> str:
     if source != "auto":
         return source
-    tracker = access.tracker
-    if isinstance(tracker.store, MemoryStore) or not isinstance(tracker.bus, LocalBus):
+    if isinstance(access.store, MemoryStore) or not isinstance(access.bus, LocalBus):
         return "bus"
     return "log"

@@ -17,7 +17,7 @@ from prometheus_client.registry import Collector
 
 from ..core.models import ProgressEvent, ProgressEventType
 from ..core.states import SessionStatus
-from .access import MAX_ACTIVE_SCAN_ROWS, TrackerAccess
+from .tracker_access import MAX_ACTIVE_SCAN_ROWS, TrackerAccess
 
 __all__ = ["CONTENT_TYPE", "DashboardMetrics"]
 
@@ -86,8 +86,7 @@ class _StoreCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         try:
-            stats = self._access.tracker.get_stats()
-            active = self._access.active_sessions()
+            stats, active = self._access.scrape()
         except Exception:
             self._count_error()
             up = GaugeMetricFamily(f"{_PREFIX}_store_up", "1 if the store answered the scrape.")

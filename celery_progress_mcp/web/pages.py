@@ -19,7 +19,7 @@ from starlette.routing import BaseRoute, Route
 from ..core.errors import InvalidProgress, SessionNotFound
 from ..core.states import SessionStatus
 from .chart import history_svg
-from .context import Dashboard, dashboard_of
+from .dashboard import Dashboard, dashboard_of
 from .params import checked_id, list_filters
 from .schemas import detail, stats_response, summarize
 from .security import SESSION_COOKIE, session_cookie_header

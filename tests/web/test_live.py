@@ -253,7 +253,7 @@ def test_a_client_that_falls_behind_gets_one_resync() -> None:
 
 def test_unknown_live_source_is_refused(tracker: ProgressTracker) -> None:
     from celery_progress_mcp import InvalidProgress
-    from celery_progress_mcp.web.access import TrackerAccess
+    from celery_progress_mcp.web.tracker_access import TrackerAccess
 
     with pytest.raises(InvalidProgress):
         LiveHub(TrackerAccess(tracker), source="carrier pigeon")

@@ -1,4 +1,4 @@
-"""What every route of one dashboard app shares."""
+"""The dashboard: what every route of one app shares, found on the request."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from jinja2 import Environment
 from starlette.requests import Request
 
-from .access import TrackerAccess
 from .live import LiveHub
 from .metrics import DashboardMetrics
 from .security import AuthSettings
+from .tracker_access import TrackerAccess
 
 __all__ = ["Dashboard", "dashboard_of"]
 
