@@ -22,6 +22,7 @@ from ..core.errors import (
     StoreUnavailable,
     TrackingDisabled,
 )
+from ..core.models import ProgressSession
 from .compat import group_progress, pending_progress, task_progress
 from .dashboard import Dashboard, dashboard_of
 from .live import StreamFilter
@@ -37,6 +38,7 @@ from .schemas import (
     stats_response,
     summarize,
 )
+from .tracker_access import TrackerAccess
 
 __all__ = ["api_routes", "error_response"]
 
@@ -75,15 +77,7 @@ def error_response(exc: Exception) -> JSONResponse:
 
 
 async def list_sessions(request: Request) -> Response:
-    board = dashboard_of(request)
-    filters = list_filters(request.query_params)
-    page = await board.access.page(
-        statuses=filters.statuses,
-        operation_id=filters.operation_id,
-        search=filters.search,
-        limit=filters.limit,
-        offset=filters.offset,
-    )
+    page = await dashboard_of(request).access.page(list_filters(request.query_params))
     return _json(
         SessionPageResponse.model_construct(
             sessions=[summarize(session) for session in page.sessions],
@@ -130,27 +124,32 @@ async def _action_body(request: Request) -> ActionRequest:
         raise InvalidProgress(f"invalid body: {problems}") from None
 
 
-async def cancel_session(request: Request) -> Response:
+async def _action(request: Request) -> tuple[TrackerAccess, str, ActionRequest]:
+    """What an action on a session needs: the tracker, the session's id, the checked body."""
     session_id = checked_id(request.path_params["session_id"])
     body = await _action_body(request)
-    reason = body.reason or "cancelled from the dashboard"
-    session = await dashboard_of(request).access.cancel(session_id, reason)
+    return dashboard_of(request).access, session_id, body
+
+
+def _action_result(session: ProgressSession) -> Response:
     return _json(ActionResult.model_construct(session=summarize(session)))
+
+
+async def cancel_session(request: Request) -> Response:
+    access, session_id, body = await _action(request)
+    reason = body.reason or "cancelled from the dashboard"
+    return _action_result(await access.cancel(session_id, reason))
 
 
 async def pause_session(request: Request) -> Response:
-    session_id = checked_id(request.path_params["session_id"])
-    body = await _action_body(request)
+    access, session_id, body = await _action(request)
     reason = body.reason or "paused from the dashboard"
-    session = await dashboard_of(request).access.pause(session_id, reason)
-    return _json(ActionResult.model_construct(session=summarize(session)))
+    return _action_result(await access.pause(session_id, reason))
 
 
 async def resume_session(request: Request) -> Response:
-    session_id = checked_id(request.path_params["session_id"])
-    await _action_body(request)
-    session = await dashboard_of(request).access.resume(session_id)
-    return _json(ActionResult.model_construct(session=summarize(session)))
+    access, session_id, _ = await _action(request)
+    return _action_result(await access.resume(session_id))
 
 
 async def events_stream(request: Request) -> Response:

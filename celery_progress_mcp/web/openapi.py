@@ -9,6 +9,7 @@ from pydantic.json_schema import models_json_schema
 
 from ..core.models import ProgressEventType
 from ..core.states import SessionStatus
+from . import schemas
 from .params import (
     MAX_ID_CHARS,
     MAX_OFFSET,
@@ -17,28 +18,19 @@ from .params import (
     MAX_TEXT_CHARS,
     TEXT_PATTERN,
 )
-from .schemas import (
-    ActionRequest,
-    ActionResult,
-    CeleryProgressResponse,
-    ErrorResponse,
-    EventPage,
-    SessionDetail,
-    SessionPageResponse,
-    StatsResponse,
-)
 
 __all__ = ["openapi_document"]
 
+#: The schemas the document defines under ``components``.
 _MODELS = (
-    ActionRequest,
-    ActionResult,
-    CeleryProgressResponse,
-    ErrorResponse,
-    EventPage,
-    SessionDetail,
-    SessionPageResponse,
-    StatsResponse,
+    schemas.ActionRequest,
+    schemas.ActionResult,
+    schemas.CeleryProgressResponse,
+    schemas.ErrorResponse,
+    schemas.EventPage,
+    schemas.SessionDetail,
+    schemas.SessionPageResponse,
+    schemas.StatsResponse,
 )
 
 

@@ -63,13 +63,7 @@ async def session_list(request: Request) -> Response:
     except InvalidProgress as exc:
         return _render(request, "error.html", 400, message=str(exc))
     seq = await board.access.last_seq()
-    page = await board.access.page(
-        statuses=filters.statuses,
-        operation_id=filters.operation_id,
-        search=filters.search,
-        limit=filters.limit,
-        offset=filters.offset,
-    )
+    page = await board.access.page(filters)
     stats = stats_response(await board.access.stats())
     now = datetime.now(UTC)
     previous = max(0, filters.offset - filters.limit) if filters.offset else None

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import contextlib
 from collections import deque
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..core.errors import ProgressError, StoreUnavailable
 from ..core.models import ProgressEvent, ProgressSession, ProgressStats
@@ -21,6 +22,9 @@ from ..core.states import ACTIVE_STATUSES
 from ..tracking.aio import AsyncProgressTracker
 from ..tracking.subscription import Subscription
 from ..tracking.tracker import ProgressTracker
+
+if TYPE_CHECKING:
+    from .params import ListFilters
 
 __all__ = ["EVENT_PAGE_ROWS", "MAX_ACTIVE_SCAN_ROWS", "ActionHook", "SessionPage", "TrackerAccess"]
 
@@ -94,27 +98,21 @@ class TrackerAccess:
         with self._store_errors_counted():
             return await self.tracker.run(self.tracker.sync.subscribe_to_events)
 
-    async def page(
-        self,
-        *,
-        statuses: Collection[str] | None,
-        operation_id: str | None,
-        search: str | None,
-        limit: int,
-        offset: int,
-    ) -> SessionPage:
+    async def page(self, filters: ListFilters) -> SessionPage:
+        """One page of the sessions ``filters`` select, and how many they select in all."""
+        statuses, operation_id, search = filters.statuses, filters.operation_id, filters.search
         with self._store_errors_counted():
             sessions = await self.tracker.list_sessions(
                 status=statuses,
                 operation_id=operation_id,
                 search=search,
-                limit=limit,
-                offset=offset,
+                limit=filters.limit,
+                offset=filters.offset,
             )
             total = await self.tracker.count_sessions(
                 status=statuses, operation_id=operation_id, search=search
             )
-        return SessionPage(sessions=sessions, total=total, limit=limit, offset=offset)
+        return SessionPage(sessions, total, filters.limit, filters.offset)
 
     async def session(self, session_id: str) -> ProgressSession:
         with self._store_errors_counted():
