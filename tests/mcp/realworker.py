@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from celery_progress_mcp.testing import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -75,10 +76,9 @@ def _wait_ready(env: dict[str, str]) -> None:
     import socket
 
     name = f"{env['MCP_TEST_QUEUE']}@{socket.gethostname()}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+
+    def answers() -> bool:
         done = subprocess.run([sys.executable, "-c", check, name], cwd=ROOT, env=env, check=False)
-        if done.returncode == 0:
-            return
-        time.sleep(0.5)
-    raise RuntimeError("the Celery worker did not start within 60 s")
+        return done.returncode == 0
+
+    eventually(answers, timeout_s=60, interval_s=0.5, what="the Celery worker answering a ping")

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import socket
-import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx2
 import pytest
-import uvicorn
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from starlette.applications import Starlette
@@ -21,7 +17,9 @@ from starlette.routing import Mount, Route
 from celery_progress_mcp import ConfigError, ProgressTracker
 from celery_progress_mcp.mcp import RunOptions, ServerOptions, asgi_app, build_server
 
+from ..web.server import serving
 from .inproc import TASKS
+from .waiting import eventually_async
 
 pytestmark = pytest.mark.anyio
 
@@ -31,31 +29,6 @@ TOKEN = "s3cret-token"
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@contextlib.contextmanager
-def serving(app: Any) -> Iterator[str]:
-    """``app`` served by uvicorn in a thread; yields its base URL."""
-    port = free_port()
-    runner = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning"))
-    thread = threading.Thread(target=runner.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not runner.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        runner.should_exit = True
-        thread.join(10)
 
 
 @pytest.fixture(scope="module")
@@ -94,10 +67,11 @@ async def test_giving_up_over_http_cancels_the_session(url: str, tracker: Progre
     async with client_for(url, TOKEN) as client:
         with pytest.raises(Exception, match="timed out"):
             await client.call_tool("demo.count", {"n": 500}, read_timeout_seconds=1.0)
-    deadline = time.monotonic() + 10
-    while not ({s.id for s in tracker.list_sessions(status="cancelled", limit=1000)} - before):
-        assert time.monotonic() < deadline, "the session was not cancelled"
-        time.sleep(0.05)
+
+    def newly_cancelled() -> set[str]:
+        return {s.id for s in tracker.list_sessions(status="cancelled", limit=1000)} - before
+
+    await eventually_async(newly_cancelled, timeout_s=10, what="the session being cancelled")
 
 
 @pytest.mark.parametrize("header", [None, "Bearer wrong", f"Basic {TOKEN}", f"Bearer {TOKEN}x"])

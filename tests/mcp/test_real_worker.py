@@ -12,7 +12,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -27,9 +26,13 @@ from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
+from celery_progress_mcp.testing import eventually
+
 from ..servers import server_url
+from ..web.server import free_port
 from .realworker import ROOT, project_env, running_worker
 from .test_stdio import RawPeer
+from .waiting import eventually_async
 
 pytestmark = [pytest.mark.anyio, pytest.mark.server, pytest.mark.slow]
 
@@ -216,27 +219,38 @@ async def test_cancelling_revokes_the_task_ends_the_session_cancelled_and_gets_n
         await peer.send(
             {"method": "notifications/cancelled", "params": {"requestId": 2, "reason": "stop it"}}
         )
-        session = None
-        for _attempt in range(100):
-            found = [
+
+        def cancelled_with_the_reason() -> list[Any]:
+            return [
                 s
                 for s in project.tracker.list_sessions(operation_id="mcpproj.count", limit=200)
                 if s.status == "cancelled" and getattr(s.state, "reason", "") == "stop it"
             ]
-            if found:
-                session = found[0]
-                break
-            await anyio.sleep(0.1)
+
+        found = await eventually_async(
+            cancelled_with_the_reason, timeout_s=10, what="the session ending cancelled"
+        )
+        session = found[0]
+
+        def revoked_task() -> bool:
+            revoked = project.app.control.inspect(timeout=2.0).revoked() or {}
+            return any(session.id in ids for ids in revoked.values())
+
+        # The revoke is the handler's last step: once it shows, and a later
+        # request is answered, a response to the cancelled one had its chance.
+        await eventually_async(revoked_task, what="the task being revoked")
         await peer.send({"id": 3, "method": "ping"})
         await peer.until(lambda m: m.get("id") == 3)
-        await anyio.sleep(0.5)
         process.terminate()
     assert session is not None, "the session did not end cancelled with the reason"
     assert not [m for m in peer.seen if m.get("id") == 2], "no response to a cancelled request"
     revoked = project.app.control.inspect(timeout=2.0).revoked() or {}
     assert any(session.id in ids for ids in revoked.values()), "the task was revoked"
     percentage = project.tracker.get_session(session.id).percentage
-    await anyio.sleep(1.0)
+    # The task stops at its next update, marking its result REVOKED: after
+    # that no update can come.
+    result = project.app.AsyncResult(session.id)
+    eventually(lambda: result.state == "REVOKED", what="the task stopping")
     assert project.tracker.get_session(session.id).percentage == percentage, "the task stopped"
 
 
@@ -261,19 +275,11 @@ async def test_with_terminate_a_cancel_stops_a_task_that_never_reports_again(
                 scope.cancel()  # the SDK sends notifications/cancelled for the call
         sessions = project.tracker.list_sessions(operation_id="mcpproj.sleepy", limit=1)
         result = project.app.AsyncResult(sessions[0].id)
-        for _ in range(100):
-            if result.state == "REVOKED":
-                break
-            await anyio.sleep(0.1)
+        await eventually_async(
+            lambda: result.state == "REVOKED", timeout_s=10, what="the task being revoked"
+        )
     assert result.state == "REVOKED", "the worker's process running the task was terminated"
     assert project.tracker.get_session(sessions[0].id).status == "cancelled"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="module")
@@ -286,15 +292,17 @@ def http_url(env: dict[str, str], worker: None) -> Iterator[str]:
     command += ["--port", str(port)]
     server = subprocess.Popen(command, cwd=ROOT, env={**env, "CELERY_PROGRESS_MCP_TOKEN": TOKEN})
     try:
-        deadline = time.monotonic() + 30
-        while True:
+
+        def listening() -> bool:
+            if server.poll() is not None:
+                raise RuntimeError("the MCP server exited")
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
             except OSError:
-                assert server.poll() is None, "the MCP server exited"
-                assert time.monotonic() < deadline, "the MCP server did not listen"
-                time.sleep(0.1)
+                return False
+            return True
+
+        eventually(listening, timeout_s=30, interval_s=0.1, what="the MCP server listening")
         yield f"http://127.0.0.1:{port}/mcp"
     finally:
         server.terminate()
@@ -309,18 +317,21 @@ async def test_over_http_giving_up_revokes_the_task_and_a_token_is_required(
             await client.call_tool(
                 "mcpproj.count", {"n": 3000, "label": "abandoned"}, read_timeout_seconds=2.0
             )
+
         # Still connected: closing now would race the client's cancellation
         # (its own POST) against the end of the HTTP session (a DELETE), and
         # the server would end the session with its "client went away" reason.
-        for _ in range(300):  # up to 30 s: a loaded machine may be slow to revoke
-            abandoned = [
+        def abandoned_sessions() -> list[Any]:
+            return [
                 s
                 for s in project.tracker.list_sessions(operation_id="mcpproj.count", limit=200)
                 if s.status == "cancelled" and "timed out" in getattr(s.state, "reason", "")
             ]
-            if abandoned:
-                break
-            await anyio.sleep(0.1)
+
+        # Up to 30 s: a loaded machine may be slow to revoke.
+        abandoned = await eventually_async(
+            abandoned_sessions, timeout_s=30, what="the abandoned call's session ending cancelled"
+        )
     assert abandoned, "the abandoned call's session did not end cancelled"
     revoked = project.app.control.inspect(timeout=2.0).revoked() or {}
     assert any(abandoned[0].id in ids for ids in revoked.values()), "the task was revoked"

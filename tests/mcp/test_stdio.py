@@ -19,6 +19,7 @@ from mcp.shared.exceptions import MCPError
 from mcp.shared.jsonrpc_dispatcher import JSONRPCDispatcher
 
 from .inproc import TASKS
+from .waiting import eventually_async
 
 pytestmark = pytest.mark.anyio
 
@@ -124,9 +125,10 @@ async def test_a_cancelled_call_gets_no_response_and_its_session_ends_cancelled(
                 "params": {"requestId": 2, "reason": "the user pressed stop"},
             }
         )
-        # ask for the cancelled sessions until the cancellation shows
-        for attempt in range(50):
-            request_id = 100 + attempt
+        request_ids = iter(range(100, 10_000))
+
+        async def cancelled_sessions() -> list[dict[str, Any]]:
+            request_id = next(request_ids)
             arguments = {"state": "cancelled"}
             await peer.send(
                 {
@@ -135,11 +137,13 @@ async def test_a_cancelled_call_gets_no_response_and_its_session_ends_cancelled(
                     "params": {"name": "list_sessions", "arguments": arguments},
                 }
             )
-            answer = await peer.until(lambda m, i=request_id: m.get("id") == i)
-            sessions = answer["result"]["structuredContent"]["sessions"]
-            if sessions:
-                break
-            await anyio.sleep(0.1)
+            answer = await peer.until(lambda m: m.get("id") == request_id)
+            found: list[dict[str, Any]] = answer["result"]["structuredContent"]["sessions"]
+            return found
+
+        sessions = await eventually_async(
+            cancelled_sessions, timeout_s=10, what="the cancellation showing in list_sessions"
+        )
         await peer.send({"id": 3, "method": "ping"})
         await peer.until(lambda m: m.get("id") == 3)
     assert sessions[0]["state"]["reason"] == "the user pressed stop"
@@ -230,10 +234,15 @@ async def test_mcp_tasks_start_poll_collect_list_and_cancel() -> None:
             await dispatcher.send_raw_request("tasks/get", {"taskId": "no-such-task"}, None)
         assert unknown.value.error.code == types.INVALID_PARAMS
         read = await session.read_resource(f"progress://sessions/{task_id}")
-        await anyio.sleep(0.5)  # let the last notifications arrive
+
+        def resource_updates() -> list[Any]:
+            return [n for n in notifications if isinstance(n, types.ResourceUpdatedNotification)]
+
+        # The last notifications may still be on their way.
+        await eventually_async(resource_updates, what="a resource update")
     view = json.loads(read.contents[0].text)  # type: ignore[union-attr]
     assert view["status"] == "completed"
-    updated = [n for n in notifications if isinstance(n, types.ResourceUpdatedNotification)]
+    updated = resource_updates()
     assert updated
     assert {n.params.uri for n in updated} == {f"progress://sessions/{task_id}"}
 
@@ -251,13 +260,16 @@ async def test_the_sdk_default_client_on_2026_07_28_gets_progress_and_cancels() 
             await client.call_tool(
                 "demo.count", {"n": 500, "label": "quit"}, read_timeout_seconds=1.0
             )
-        for _ in range(100):
+
+        async def cancelled_sessions() -> list[dict[str, Any]]:
             listed = await client.call_tool("list_sessions", {"state": "cancelled"})
             assert listed.structured_content is not None
-            sessions = listed.structured_content["sessions"]
-            if sessions:
-                break
-            await anyio.sleep(0.1)
+            found: list[dict[str, Any]] = listed.structured_content["sessions"]
+            return found
+
+        sessions = await eventually_async(
+            cancelled_sessions, timeout_s=10, what="the cancellation showing in list_sessions"
+        )
     assert result.structured_content == {"counted": 5, "label": "count"}
     assert [value for value, _, _ in calls] == [1.0, 2.0, 3.0, 4.0, 5.0]
     assert sessions[0]["state"]["reason"] == "timed out after 1.0s"

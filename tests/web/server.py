@@ -1,15 +1,16 @@
-"""A real uvicorn server in a thread, for tests that need a socket (SSE, the browser)."""
+"""A real uvicorn server in a thread, for tests that need a socket (SSE, browser, MCP on HTTP)."""
 
 from __future__ import annotations
 
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import uvicorn
 from starlette.types import ASGIApp
+
+from celery_progress_mcp.testing import eventually
 
 __all__ = ["free_port", "serving"]
 
@@ -32,11 +33,13 @@ def serving(app: ASGIApp) -> Iterator[str]:
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="test-uvicorn", daemon=True)
     thread.start()
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.01)
+
+    def started() -> bool:
+        if not thread.is_alive():
+            raise RuntimeError("the test server stopped before it started")
+        return server.started
+
+    eventually(started, timeout_s=START_TIMEOUT_S, what="the test server starting")
     try:
         yield f"http://127.0.0.1:{port}"
     finally:

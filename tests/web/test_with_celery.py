@@ -11,15 +11,16 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 from playwright.sync_api import Dialog, Page, expect
 
+from celery_progress_mcp.testing import eventually
 from celery_progress_mcp.web import create_app
 
 from ..servers import server_url
@@ -70,10 +71,13 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModuleType]:
         env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
     )
     try:
-        deadline = time.monotonic() + GUARD_S
-        while not module.app.control.ping(destination=[name], timeout=1.0):
-            if worker.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the Celery worker did not start")
+
+        def answers_a_ping() -> Any:
+            if worker.poll() is not None:
+                raise RuntimeError("the Celery worker exited")
+            return module.app.control.ping(destination=[name], timeout=1.0)
+
+        eventually(answers_a_ping, timeout_s=GUARD_S, what="the Celery worker starting")
         yield module
     finally:
         worker.terminate()
@@ -141,10 +145,12 @@ def test_metrics_count_the_workers_events(project: ModuleType) -> None:
         before = _sample(client.get("/metrics").text, "celery_progress_updates_total")
         result = project.crunch.delay(30, 0.01)
         result.get(timeout=GUARD_S)
-        deadline = time.monotonic() + GUARD_S
-        while _sample(client.get("/metrics").text, "celery_progress_updates_total") <= before:
-            assert time.monotonic() < deadline, "no update event reached /metrics"
-            time.sleep(0.1)
+        eventually(
+            lambda: _sample(client.get("/metrics").text, "celery_progress_updates_total") > before,
+            timeout_s=GUARD_S,
+            interval_s=0.1,
+            what="an update event reaching /metrics",
+        )
         text = client.get("/metrics").text
     assert 'celery_progress_events_total{event_type="SessionCompleted"}' in text
     assert 'celery_progress_sessions{state="completed"}' in text
