@@ -7,45 +7,36 @@ What it adds to the tracker (whose core stays free of Celery):
   group, chord or chain's session it cancels and revokes every member;
 * ``session_for(result)``: the session a user means by an ``AsyncResult``, a
   ``GroupResult`` or a chord's result;
-* ``apply_mutation``: an engine function run atomically in the store, for
-  the canvas rollup that many workers write at once;
+* queued task sessions are spared by the session timeout (``may_time_out``);
 * after a ``fork`` (prefork pool children, or any other) the child gets
-  fresh locks, threads and connections instead of the parent's.
+  a fresh store and bus, made by ``parts``, instead of the parent's.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import threading
-import weakref
 from collections.abc import Callable, Collection, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..bus.base import EventBus
 from ..core.config import ProgressConfig
-from ..core.errors import InvalidTransition, ProgressError, SessionNotFound
-from ..core.models import ProgressEventType, ProgressSession
+from ..core.errors import ProgressError, SessionNotFound
+from ..core.models import ProgressSession
 from ..core.states import TERMINAL_STATUSES, SessionStatus
-from ..store.base import Mutation, Store
-from ..tracking.subscription import Subscription
+from ..store.base import Store
 from ..tracking.tracker import ProgressTracker
 from . import keys
 
 if TYPE_CHECKING:
     from celery import Celery
 
-__all__ = ["CeleryProgressTracker", "chain_session_id"]
+__all__ = ["CeleryProgressTracker", "chain_session_id", "may_time_out"]
 
 logger = logging.getLogger(__name__)
 
 #: Builds the store and the bus of a tracker; the argument is True in a forked
 #: child (where the schema is known to exist already).
 Parts = Callable[[bool], tuple[Store, EventBus]]
-
-_live_trackers: weakref.WeakSet[CeleryProgressTracker] = weakref.WeakSet()
-_fork_hook_lock = threading.Lock()
-_fork_hook_registered = False
 
 
 def chain_session_id(first_task_id: str) -> str:
@@ -60,12 +51,10 @@ class CeleryProgressTracker(ProgressTracker):
         self.app = app
         self._parts = parts
         store, bus = parts(False)
-        super().__init__(config, store=store, bus=bus)
+        super().__init__(config, store=store, bus=bus, may_time_out=may_time_out)
         # The tracker made (through ``parts``) what it was given: it closes them.
         self._owns_store = True
         self._owns_bus = True
-        self._pid = os.getpid()
-        _watch_forks(self)
 
     # -- cancelling --------------------------------------------------------------
 
@@ -154,72 +143,26 @@ class CeleryProgressTracker(ProgressTracker):
                 return owner  # a chord's callback, a chain's last task: the whole
         return session
 
-    # -- atomic custom changes -------------------------------------------------------
+    # -- after a fork --------------------------------------------------------------------
 
-    def apply_mutation(self, session_id: str, mutation: Mutation) -> ProgressSession | None:
-        """Run an engine function on the committed session, atomically.
-
-        What is pending for the session is written first; the mutation's
-        events are published. None while a store outage buffers the write.
-        """
-        if not self.enabled:
-            return None
-        return self._commit(session_id, mutation)
-
-    # -- subscriptions -----------------------------------------------------------------
-
-    def subscribe_to_events(
-        self,
-        *,
-        session_id: str | None = None,
-        event_types: Collection[ProgressEventType | str] | None = None,
-        since: int | None = None,
-    ) -> Subscription:
-        """As the base tracker's; events come from every process sharing the store.
-
-        Deliveries from the bus's thread are held while the subscription is
-        registered and read up from the log, so none falls in between.
-        """
-        self.bus.start_consuming()
-        if not self.enabled:
-            return super().subscribe_to_events(
-                session_id=session_id, event_types=event_types, since=since
-            )
-        with self.bus.holding():
-            subscription = super().subscribe_to_events(
-                session_id=session_id, event_types=event_types, since=since
-            )
-            with self._lock:
-                self._replay(subscription, subscription.last_seq)
-        return subscription
-
-    # -- housekeeping --------------------------------------------------------------------
-
-    def _time_out(self, session: ProgressSession, *, now: Any, timeout: Any) -> Any:
-        # A queued task is waiting, not silent (it may have a countdown of
-        # days): only the worker-side heartbeat decides about started tasks.
-        if (
-            session.state.status == SessionStatus.INITIALIZING
-            and session.metadata.get(keys.KIND) == keys.KIND_TASK
-        ):
-            raise InvalidTransition(f"session {session.id!r} is queued")
-        return super()._time_out(session, now=now, timeout=timeout)
-
-    def _reset_after_fork(self) -> None:
+    def after_fork(self) -> None:
         """In a forked child: drop the parent's connections and threads, make new ones.
 
         The parent's connections are abandoned without closing them (closing
         would tear down the parent's); its pending updates stay the parent's.
         """
+        if self._closed:
+            return
         try:
             self.store.after_fork()
         except Exception:
             logger.debug("could not detach the parent's store connections", exc_info=True)
         store, bus = self._parts(True)
-        ProgressTracker.__init__(self, self.config, store=store, bus=bus, clock=self.clock)
+        ProgressTracker.__init__(
+            self, self.config, store=store, bus=bus, clock=self.clock, may_time_out=may_time_out
+        )
         self._owns_store = True
         self._owns_bus = True
-        self._pid = os.getpid()
 
     def is_finished(self, session_id: str) -> bool:
         """Whether the session is terminal (or gone); False when the store cannot say."""
@@ -231,20 +174,10 @@ class CeleryProgressTracker(ProgressTracker):
             return False
 
 
-def _watch_forks(tracker: CeleryProgressTracker) -> None:
-    global _fork_hook_registered
-    _live_trackers.add(tracker)
-    with _fork_hook_lock:
-        if not _fork_hook_registered and hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=_after_fork_in_child)
-            _fork_hook_registered = True
-
-
-def _after_fork_in_child() -> None:
-    for tracker in list(_live_trackers):
-        if tracker._closed or tracker._pid == os.getpid():
-            continue
-        try:
-            tracker._reset_after_fork()
-        except Exception:
-            logger.exception("progress tracker could not be renewed after fork")
+def may_time_out(session: ProgressSession) -> bool:
+    """A queued task is waiting, not silent (it may have a countdown of days):
+    only the worker-side heartbeat decides about started tasks."""
+    return not (
+        session.state.status == SessionStatus.INITIALIZING
+        and session.metadata.get(keys.KIND) == keys.KIND_TASK
+    )

@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Self
@@ -50,6 +50,7 @@ from ..core.models import (
 )
 from ..core.states import TERMINAL_STATUSES, InProgress, ProgressState, SessionStatus
 from ..store.base import Applied, Mutation, SessionQuery, Store
+from . import forks
 from .outage import BufferedWrite, OutageBuffer
 from .subscription import Subscription
 from .urls import store_from_url
@@ -86,7 +87,10 @@ class ProgressTracker:
         bus: EventBus | None = None,
         clock: Clock | None = None,
         background: bool = True,
+        may_time_out: Callable[[ProgressSession], bool] | None = None,
     ) -> None:
+        """``may_time_out``: whether a session silent past ``session_timeout_seconds``
+        may be failed with error_code "TIMEOUT" (default: every one may)."""
         self.config = config or ProgressConfig()
         self.enabled = self.config.enabled
         self.clock: Clock = clock or SystemClock()
@@ -97,6 +101,16 @@ class ProgressTracker:
         self.engine = Engine(self.config)
         self._window_s = self.config.update_interval_s
         self._history_limit = self.config.max_history_snapshots
+        self._background = background
+        self._may_time_out = may_time_out
+        self._closed = False
+        self._start()
+        self._unsubscribe_bus = self.bus.subscribe(self._fan_out)
+        forks.renew_after_fork(self)
+
+    def _start(self) -> None:
+        """Make the locks, the in-memory state and the threads (again, after a fork)."""
+        background = self._background
         #: Orders store writes with their publication (taken before ``_lock``).
         self._commit_lock = threading.RLock()
         #: Guards the windows, queues and subscriptions.
@@ -104,8 +118,6 @@ class ProgressTracker:
         self._windows = Windows()
         self._etas: dict[str, EtaEstimator] = {}
         self._subscriptions: tuple[Subscription, ...] = ()
-        self._closed = False
-        self._unsubscribe_bus = self.bus.subscribe(self._fan_out)
         #: Writes held back by a store outage, replayed in order on reconnect.
         self._outage = OutageBuffer(
             self._replay_buffered,
@@ -131,6 +143,16 @@ class ProgressTracker:
             if self.store.blocking and background and not self.clock.manual
             else None
         )
+
+    def after_fork(self) -> None:
+        """In a forked child: new locks, threads and in-memory state, and the
+        store's and the bus's own renewal. The parent's pending updates and
+        subscriptions stay the parent's; the bus keeps delivering to this tracker."""
+        if self._closed:
+            return
+        self.store.after_fork()
+        self.bus.after_fork()
+        self._start()
 
     # -- creating ------------------------------------------------------------
 
@@ -519,6 +541,16 @@ class ProgressTracker:
             return
         self._commit(session_id, functools.partial(method, now=self.clock.now(), **arguments))
 
+    def apply_mutation(self, session_id: str, mutation: Mutation) -> ProgressSession | None:
+        """Run an engine function on the committed session, atomically.
+
+        What is pending for the session is written first; the mutation's
+        events are published. None while a store outage buffers the write.
+        """
+        if not self.enabled:
+            return None
+        return self._commit(session_id, mutation)
+
     # -- committing ------------------------------------------------------------
 
     def _commit(
@@ -737,7 +769,10 @@ class ProgressTracker:
         event_types: Collection[ProgressEventType | str] | None = None,
         since: int | None = None,
     ) -> Subscription:
-        """Events from now on or, with ``since``, from the log after that sequence number."""
+        """Events from now on or, with ``since``, from the log after that sequence number.
+
+        Events come from every process that shares the store and the bus.
+        """
         subscription = Subscription(
             buffer_size=self.config.subscriber_buffer_size,
             session_id=session_id,
@@ -747,13 +782,12 @@ class ProgressTracker:
         if not self.enabled:
             subscription.close()
             return subscription
-        # The commit lock: no event is published between reading and joining.
-        with self._commit_lock, self._lock:
-            if since is None:
-                subscription.last_seq = self.store.last_seq()
-            else:
-                subscription.last_seq = since
-                self._replay(subscription, since)
+        self.bus.start_consuming()
+        # Deliveries from other processes wait while the subscription reads up
+        # from the log and joins; the commit lock: nothing is published here
+        # meanwhile. What comes both ways is taken once (by sequence number).
+        with self.bus.holding(), self._commit_lock, self._lock:
+            self._replay(subscription, self.store.last_seq() if since is None else since)
             self._subscriptions = (*self._subscriptions, subscription)
         return subscription
 
@@ -806,6 +840,8 @@ class ProgressTracker:
         return CleanupResult(timed_out=timed_out, removed=len(events))
 
     def _time_out(self, session: ProgressSession, *, now: Any, timeout: timedelta) -> Change:
+        if self._may_time_out is not None and not self._may_time_out(session):
+            raise InvalidTransition(f"session {session.id!r} is spared from timing out")
         last = session.heartbeat_at or session.updated_at
         if now - last < timeout:
             raise InvalidTransition(f"session {session.id!r} is alive again")

@@ -4,6 +4,7 @@ coalesced and write out what is pending first, so order is kept."""
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 
@@ -152,6 +153,9 @@ TRANSITIONS: dict[str, Callable[[ProgressTracker, str], None]] = {
     "sub-operation state in an update": lambda t, sid: t.update_progress(
         sid, InProgress(percentage=42), [SubOperationUpdate(id="b", state=SubOperationState.ACTIVE)]
     ),
+    "apply_mutation": lambda t, sid: t.apply_mutation(
+        sid, functools.partial(t.engine.pause, reason="wait", now=t.clock.now())
+    ),
 }
 TRANSITION_EVENTS = {
     "pause": E.SESSION_PAUSED,
@@ -163,6 +167,7 @@ TRANSITION_EVENTS = {
     "complete sub-operation": E.SUB_OPERATION_COMPLETED,
     "fail sub-operation": E.SUB_OPERATION_FAILED,
     "sub-operation state in an update": E.SUB_OPERATION_STARTED,
+    "apply_mutation": E.SESSION_PAUSED,
 }
 
 
@@ -198,7 +203,7 @@ def test_transitions_are_never_coalesced_and_flush_pending_first(
     assert new_snapshots[0].state.status == "in_progress"
     assert new_snapshots[0].metadata == {"pending": True}
     assert [s.index for s in committed.history] == sorted(s.index for s in committed.history)
-    if name == "pause":
+    if name in ("pause", "apply_mutation"):
         assert committed.state.paused_at_percentage == 30  # type: ignore[union-attr]
 
 

@@ -15,12 +15,15 @@ from celery_progress_mcp import (
     CapacityExceeded,
     Failed,
     InProgress,
+    ProgressConfig,
     ProgressEventType,
+    ProgressSession,
     ProgressTracker,
     SessionNotFound,
     SubOperation,
     TrackingDisabled,
 )
+from celery_progress_mcp.store.memory import MemoryStore
 from celery_progress_mcp.testing import FakeClock, capture_events
 
 from .api import run
@@ -202,6 +205,26 @@ def test_cleanup_writes_out_pending_updates_before_judging_silence(
     clock.advance(0.2)
     assert tracker.cleanup_expired().timed_out == []
     assert tracker.get_session(session_id).heartbeat_at == clock.now() - timedelta(seconds=0.2)
+
+
+def test_may_time_out_spares_the_sessions_it_refuses() -> None:
+    clock = FakeClock()
+    config = ProgressConfig(session_timeout_seconds=TIMEOUT_S, cleanup_interval_seconds=1e6)
+    spared: list[str] = []
+
+    def may_time_out(session: ProgressSession) -> bool:
+        spared.append(session.id)
+        return session.operation_id != "queued"
+
+    with ProgressTracker(
+        config, store=MemoryStore(), clock=clock, may_time_out=may_time_out
+    ) as tracker:
+        queued = tracker.create_session("queued")
+        silent = tracker.create_session("silent")
+        clock.advance(TIMEOUT_S + 1)
+        assert tracker.cleanup_expired().timed_out == [silent]
+        assert tracker.get_session(queued).status == "initializing"
+        assert sorted(spared) == sorted([queued, silent])
 
 
 # -- capacity -------------------------------------------------------------------------------
