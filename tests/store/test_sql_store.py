@@ -29,7 +29,7 @@ from celery_progress_mcp.store.sql import SqlStore, normalize_url
 from celery_progress_mcp.store.sql.dbapi import Executor
 from celery_progress_mcp.store.sql.failures import Failure, classify
 from celery_progress_mcp.store.sql.transactions import CommitInDoubt
-from celery_progress_mcp.tracking.urls import store_from_url
+from celery_progress_mcp.tracking.store_factory import store_from_url
 
 from .test_store_port import HISTORY, NOW, create, update
 

@@ -301,7 +301,9 @@ def test_bad_input_raises_its_error_and_changes_nothing(
 ) -> None:
     tracker, ids = prepare(make_tracker, window_ms, tmp_path)
     if window_ms:
-        assert tracker._windows.get(ids.running).pending is not None  # the setup's premise
+        committed = tracker.store.get(ids.running)
+        assert committed is not None
+        assert "note" not in committed.metadata  # the setup's premise: the update is pending
     target = getattr(ids, case.target)
     before = (
         [tracker.get_session(sid) for sid in (ids.running, ids.done, ids.paused)],

@@ -26,7 +26,7 @@ from celery_progress_mcp import (
 )
 from celery_progress_mcp.store.base import Applied, Mutation
 from celery_progress_mcp.store.sql import SqlStore
-from celery_progress_mcp.tracking import tracker as tracker_module
+from celery_progress_mcp.tracking import write_behind
 
 
 class CountingStore(SqlStore):
@@ -97,8 +97,8 @@ def test_updates_queued_meanwhile_are_committed_in_one_transaction(
     tracker: ProgressTracker, store: CountingStore
 ) -> None:
     session_id = started(tracker)
-    # Holding the tracker's lock keeps the writer out while the updates queue up.
-    with tracker._lock:
+    # Holding the tracker's state lock keeps the writer out while the updates queue up.
+    with tracker._locks.state:
         for i in range(1, 51):
             tracker.update_progress(session_id, InProgress(percentage=i))
     tracker.flush()
@@ -110,7 +110,7 @@ def test_get_session_shows_a_queued_update_at_once(
     tracker: ProgressTracker, store: CountingStore
 ) -> None:
     session_id = started(tracker)
-    with tracker._lock:
+    with tracker._locks.state:
         tracker.update_progress(session_id, InProgress(percentage=42.0, current_step="queued"))
         assert tracker.get_session(session_id).state.current_step == "queued"  # type: ignore[union-attr]
         committed = store.get(session_id)
@@ -122,7 +122,7 @@ def test_a_transition_writes_the_queued_updates_first(
     tracker: ProgressTracker, store: CountingStore
 ) -> None:
     session_id = started(tracker)
-    with tracker._lock:
+    with tracker._locks.state:
         for i in range(1, 11):
             tracker.update_progress(session_id, InProgress(percentage=i * 10.0))
         tracker.complete_session(session_id, "done")
@@ -162,8 +162,8 @@ def test_queued_updates_of_a_session_cancelled_elsewhere_are_dropped(
     elsewhere = SqlStore(sql_store_url)
     other = ProgressTracker(ProgressConfig(update_interval_ms=0), store=elsewhere)
     try:
-        with caplog.at_level(logging.DEBUG, logger="celery_progress_mcp.tracking.tracker"):
-            with tracker._lock:
+        with caplog.at_level(logging.DEBUG, logger="celery_progress_mcp.tracking.committing"):
+            with tracker._locks.state:
                 tracker.update_progress(session_id, InProgress(percentage=50.0))
                 other.cancel_session(session_id, "stopped by another process")
                 # The store's truth wins over the queued update, before it is written.
@@ -183,7 +183,7 @@ def test_queued_updates_of_a_session_cancelled_elsewhere_are_dropped(
 def test_close_writes_what_is_queued(store: CountingStore) -> None:
     tracker = ProgressTracker(ProgressConfig(update_interval_ms=0), store=store)
     session_id = started(tracker)
-    with tracker._lock:
+    with tracker._locks.state:
         for i in range(1, 21):
             tracker.update_progress(session_id, InProgress(percentage=i))
     tracker.close()
@@ -195,13 +195,13 @@ def test_close_writes_what_is_queued(store: CountingStore) -> None:
 def test_a_full_queue_holds_the_caller_back_and_loses_nothing(
     store: CountingStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(tracker_module, "MAX_QUEUED_UPDATES", 20)
+    monkeypatch.setattr(write_behind, "MAX_QUEUED_UPDATES", 20)
     tracker = ProgressTracker(ProgressConfig(update_interval_ms=0), store=store)
     try:
         session_id = started(tracker)
         for i in range(1, 401):
             tracker.update_progress(session_id, InProgress(percentage=i / 4))
-            assert tracker._windows.queued_count <= 20
+            assert tracker._queue.queued_count <= 20
         tracker.flush()
     finally:
         tracker.close()
@@ -212,13 +212,13 @@ def test_a_full_queue_holds_the_caller_back_and_loses_nothing(
 def test_without_its_writer_a_caller_writes_the_full_queue_itself(
     store: CountingStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(tracker_module, "MAX_QUEUED_UPDATES", 10)
-    monkeypatch.setattr(tracker_module, "ROOM_WAIT_S", 0.05)
+    monkeypatch.setattr(write_behind, "MAX_QUEUED_UPDATES", 10)
+    monkeypatch.setattr(write_behind, "ROOM_WAIT_S", 0.05)
     tracker = ProgressTracker(ProgressConfig(update_interval_ms=0), store=store)
     try:
         session_id = started(tracker)
-        assert tracker._writer is not None
-        tracker._writer.stop()  # as after a fork: the thread is gone
+        assert tracker._queue is not None
+        tracker._queue.writer.stop()  # as after a fork: the thread is gone
         for i in range(1, 31):
             tracker.update_progress(session_id, InProgress(percentage=i))
         committed = store.get(session_id)
@@ -234,7 +234,7 @@ def test_changing_the_view_of_a_queued_update_changes_nothing_written(
 ) -> None:
     session_id = tracker.create_session("op", {"nested": {"k": 1}})
     tracker.update_progress(session_id, InProgress(percentage=0.0))
-    with tracker._lock:
+    with tracker._locks.state:
         tracker.update_progress(session_id, InProgress(percentage=1.0), metadata={"more": {"z": 1}})
         view = tracker.get_session(session_id)
         view.metadata["nested"]["k"] = 99

@@ -1,33 +1,23 @@
-"""Coalescing windows: what this process knows of each session, and the one
-thread that writes pending updates out.
+"""The updates this process holds back from the store, per session.
 
 Within ``update_interval_ms`` of a session's last write only its latest
-update is kept (``Pending``); when the window ends the flusher writes it, so
-the last update is never lost even if no further call comes. With
-write-behind (see :mod:`.writer`) a window also holds the updates queued for
-the writer; :class:`Windows` keeps the queue's order and count across
-sessions. The same thread
-runs the periodic cleanup. With a clock that can be advanced by hand
-(``testing.FakeClock``) there is no thread: advancing the clock runs what has
-come due, so tests never sleep.
+update is kept (:class:`Pending`, see :mod:`.coalescing`); when the window
+ends it is written (see :mod:`.flusher`). With write-behind (see
+:mod:`.write_behind`) a session's :class:`Window` also holds the updates
+queued for the writer, and counts those taken and not yet committed;
+:class:`Windows` keeps the queue's order and count across sessions.
 """
 
 from __future__ import annotations
 
-import heapq
-import logging
-import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..core.clock import Clock
 from ..core.models import JsonDict, ProgressSession, SubOperationUpdate
 from ..core.states import InProgress
 
-__all__ = ["Pending", "Window", "WindowFlusher", "Windows"]
-
-logger = logging.getLogger(__name__)
+__all__ = ["Pending", "Window", "Windows"]
 
 
 class Pending:
@@ -94,7 +84,7 @@ class Window:
 class Windows:
     """Every session's window, and the write-behind queue across them, in order.
 
-    Not locked: the tracker's state lock guards it.
+    Not locked: the tracker's state lock guards it (see :mod:`.locks`).
     """
 
     def __init__(self) -> None:
@@ -186,84 +176,3 @@ class Windows:
             items.append(window.pending)
         window.queued = window.pending = None
         return items
-
-
-class WindowFlusher:
-    def __init__(
-        self,
-        clock: Clock,
-        flush_due: Callable[[Iterable[str]], None],
-        cleanup_interval_s: float,
-        cleanup: Callable[[], None],
-        *,
-        background: bool = True,
-    ) -> None:
-        self._clock = clock
-        self._flush_due = flush_due
-        self._cleanup = cleanup
-        self._cleanup_interval_s = cleanup_interval_s
-        self._next_cleanup_s = clock.monotonic() + cleanup_interval_s
-        self._deadlines: list[tuple[float, str]] = []
-        self._wakeup = threading.Condition(threading.Lock())
-        self._stopped = False
-        self._thread: threading.Thread | None = None
-        if clock.manual:
-            clock.on_advance(self.run_due)
-        elif background:
-            self._thread = threading.Thread(
-                target=self._run, name="celery-progress-flusher", daemon=True
-            )
-            self._thread.start()
-
-    def schedule(self, session_id: str, deadline_s: float) -> None:
-        with self._wakeup:
-            first = not self._deadlines or deadline_s < self._deadlines[0][0]
-            heapq.heappush(self._deadlines, (deadline_s, session_id))
-            if first:
-                self._wakeup.notify()
-
-    def _take_due(self, now_s: float) -> list[str]:
-        due = []
-        while self._deadlines and self._deadlines[0][0] <= now_s:
-            due.append(heapq.heappop(self._deadlines)[1])
-        return due
-
-    def run_due(self) -> None:
-        """Flush what has come due and, when its time has come, clean up."""
-        now_s = self._clock.monotonic()
-        with self._wakeup:
-            if self._stopped:
-                return  # a fake clock still calls its listeners after close()
-            due = self._take_due(now_s)
-            cleanup_due = now_s >= self._next_cleanup_s
-            if cleanup_due:
-                self._next_cleanup_s = now_s + self._cleanup_interval_s
-        if due:
-            self._flush_due(due)
-        if cleanup_due:
-            self._cleanup()
-
-    def _run(self) -> None:
-        while True:
-            with self._wakeup:
-                if self._stopped:
-                    return
-                wake_s = self._next_cleanup_s
-                if self._deadlines:
-                    wake_s = min(wake_s, self._deadlines[0][0])
-                delay_s = wake_s - self._clock.monotonic()
-                if delay_s > 0:
-                    self._wakeup.wait(delay_s)
-                if self._stopped:
-                    return
-            try:
-                self.run_due()
-            except Exception:
-                logger.exception("progress flusher failed")
-
-    def stop(self) -> None:
-        with self._wakeup:
-            self._stopped = True
-            self._wakeup.notify_all()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=5)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from celery_progress_mcp import InProgress, ProgressConfig
 from celery_progress_mcp.core.engine import Engine
 from celery_progress_mcp.core.models import ProgressSession
-from celery_progress_mcp.tracking.window import Pending, Windows
+from celery_progress_mcp.tracking.held_updates import Pending, Windows
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 ENGINE = Engine(ProgressConfig())

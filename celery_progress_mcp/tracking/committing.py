@@ -1,0 +1,272 @@
+"""Committing: every store write, in order with the publication of its events.
+
+A write made in the caller's thread (a creation, a transition, a flush)
+first writes what this process holds back for its session, so the store
+sees a session's updates in the order they were made; with an update held
+back, the call is first checked against the session as it will find it, so
+a call that is refused writes nothing. Runs of held updates, many sessions
+at once, go to the store in one ``Store.apply_many``.
+
+While the store is unavailable, writes are handed to the
+:class:`~.outage.OutageBuffer` (which this committer owns and replays
+through) and the caller is not failed. Locks: see :mod:`.locks`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from ..bus.base import EventBus
+from ..core.clock import Clock
+from ..core.engine import Change, Engine
+from ..core.errors import InvalidTransition, SessionNotFound, StoreUnavailable
+from ..core.models import ProgressEvent, ProgressSession
+from ..core.states import TERMINAL_STATUSES
+from ..store.base import Applied, Mutation, Store
+from .held_updates import Window, Windows
+from .locks import TrackerLocks
+from .outage import BufferedWrite, OutageBuffer
+from .update_calls import UpdateCalls
+
+__all__ = ["Committer", "Run"]
+
+logger = logging.getLogger(__name__)
+
+#: One session's updates, to be written in order.
+Run = tuple[str, list[Mutation]]
+
+
+class Committer:
+    """Writes to the store and publishes what was written; see the module's docstring."""
+
+    def __init__(
+        self,
+        store: Store,
+        bus: EventBus,
+        engine: Engine,
+        locks: TrackerLocks,
+        windows: Windows,
+        calls: UpdateCalls,
+        clock: Clock,
+        *,
+        max_active: int,
+        history_limit: int,
+        retry_in_background: bool,
+    ) -> None:
+        self._store = store
+        self._bus = bus
+        self._engine = engine
+        self._commit_lock = locks.commit
+        self._lock = locks.state
+        self._windows = windows
+        self._calls = calls
+        self._max_active = max_active
+        self._history_limit = history_limit
+        self._clock = clock
+        #: Writes held back by a store outage, replayed in order on reconnect.
+        self.outage = OutageBuffer(
+            self._replay_buffered,
+            self._commit_lock,
+            probe=self._store_answers,
+            update_function=engine.update,
+            background=retry_in_background,
+        )
+
+    # -- one write ---------------------------------------------------------------
+
+    def create(self, change: Change) -> None:
+        """Insert a new session (buffered while the store is down)."""
+        with self._commit_lock, self._lock:
+            try:
+                if self.outage.engaged:
+                    raise StoreUnavailable("the progress store is down")
+                events = self._store.create(
+                    change, max_active=self._max_active, history_limit=self._history_limit
+                )
+            except StoreUnavailable as exc:
+                self.outage.add_creation(change, exc)
+                return
+            self._windows.created(change.session)
+            self.publish(events)
+
+    def commit(
+        self, session_id: str, mutation: Mutation, *, check: Mutation | None = None
+    ) -> ProgressSession | None:
+        """Apply ``mutation``, writing out what is held for the session first.
+
+        With an update held, the call is first tried (``check``, or
+        ``mutation`` where it has no side effects) on the session as it will
+        find it, so a call that is refused writes nothing.
+
+        While the store is unavailable the write is buffered (see
+        :mod:`.outage`) and None returned: the caller is not failed.
+        """
+        with self._commit_lock, self._lock:
+            window = self._windows.get(session_id)
+            if window is not None and (window.pending is not None or window.queued):
+                view = self._local_view(session_id, window)
+                if view is not None:
+                    (check or mutation)(view)
+            self.flush_session(session_id)
+            try:
+                if self.outage.holds(session_id):
+                    self.outage.add(session_id, mutation)
+                    return None
+                session, events = self._store.apply(
+                    session_id, mutation, history_limit=self._history_limit
+                )
+            except StoreUnavailable as exc:
+                self.outage.add(session_id, mutation, exc)
+                return None
+            except (InvalidTransition, SessionNotFound):
+                # What we knew of the session may be stale: forget it, so the
+                # next update goes to the store and sees the truth.
+                self.forget(session_id)
+                raise
+            self._note_written(session)
+            self.publish(events)
+            return session
+
+    def _local_view(self, session_id: str, window: Window) -> ProgressSession | None:
+        """The session as ``get_session`` shows it (without history); None if unknown."""
+        base = window.session if window.ahead() else self._committed(session_id)
+        if base is None or window.pending is None:
+            return base
+        return self._calls.apply_pending(base, window.pending)
+
+    def _committed(self, session_id: str) -> ProgressSession | None:
+        """The session as the store has it; None if the store cannot say (an outage)."""
+        if self.outage.engaged:
+            return None
+        try:
+            return self._store.get(session_id, with_history=False)
+        except StoreUnavailable:
+            return None
+
+    def purge_finished(self, ended_before: datetime) -> int:
+        """Remove finished sessions last updated before ``ended_before``; how many."""
+        with self._commit_lock:
+            events = self._store.purge_finished(ended_before, self._engine.expired_event)
+            self.publish(events)
+        return len(events)
+
+    # -- held updates ------------------------------------------------------------
+
+    def flush_session(self, session_id: str) -> None:
+        """Write out what is queued and pending for one session (caller holds the locks)."""
+        items = self._windows.take_session(session_id)
+        if items:
+            mutations = [self._calls.mutation(session_id, item) for item in items]
+            self.write_runs([(session_id, mutations)])
+
+    def flush_due(self, session_ids: Iterable[str]) -> None:
+        """Write out the pending updates of these sessions whose window has ended."""
+        now_s = self._clock.monotonic()
+        with self._commit_lock, self._lock:
+            for session_id in session_ids:
+                window = self._windows.get(session_id)
+                # A deadline left over from a pending update that a transition
+                # already wrote out must not cut a later window short.
+                pending = window.pending if window is not None else None
+                if pending is not None and pending.deadline_s <= now_s:
+                    self.flush_session(session_id)
+
+    def flush_pending(self) -> None:
+        """Write out every session's pending update (and what is queued behind it)."""
+        with self._commit_lock, self._lock:
+            for session_id in self._windows.with_pending():
+                self.flush_session(session_id)
+
+    def write_runs(self, runs: list[Run], *, in_flight: bool = False) -> None:
+        """Write sessions' runs of updates together (caller holds the commit lock).
+
+        ``in_flight``: the runs were counted in their windows' ``in_flight``.
+        The store's refusal of an update (the session changed elsewhere) is
+        logged and the rest of that session's run dropped, as for a coalesced
+        update; an outage hands them to the outage buffer, in order.
+        """
+        sizes = {session_id: len(mutations) for session_id, mutations in runs}
+        try:
+            results = self._apply_runs(runs)
+        finally:
+            if in_flight:
+                with self._lock:
+                    self._windows.landed(sizes)
+        events = []
+        with self._lock:
+            for result in results:
+                events.extend(result.events)
+                if result.session is not None:
+                    self._note_written(result.session)
+                if result.error is not None:
+                    logger.debug(
+                        "dropped %d queued update(s) of %s: %s",
+                        sizes[result.session_id] - result.applied,
+                        result.session_id,
+                        result.error,
+                    )
+                    self.forget(result.session_id)
+        self.publish(events)
+
+    def _apply_runs(self, runs: list[Run]) -> list[Applied]:
+        """``store.apply_many``, for the runs the outage buffer does not hold (those
+        it takes, in order, as it takes everything while the store is down)."""
+        held = [run for run in runs if self.outage.holds(run[0])]
+        if held:
+            runs = [run for run in runs if all(run is not h for h in held)]
+        results: list[Applied] = []
+        error: StoreUnavailable | None = None
+        if runs:
+            try:
+                results = self._store.apply_many(runs, history_limit=self._history_limit)
+            except StoreUnavailable as exc:
+                held, error = held + runs, exc
+        for session_id, mutations in held:
+            for mutation in mutations:
+                self.outage.add(session_id, mutation, error)
+        return results
+
+    def _note_written(self, session: ProgressSession) -> None:
+        if session.state.status in TERMINAL_STATUSES:
+            self.forget(session.id)
+        else:
+            self._windows.written(session, self._clock.monotonic())
+
+    def forget(self, session_id: str) -> None:
+        """Drop what this process knows of the session (it ended, or it is stale)."""
+        self._windows.forget(session_id)
+        self._calls.forget(session_id)
+
+    def publish(self, events: list[ProgressEvent]) -> None:
+        if events:
+            self._bus.publish(events)
+
+    # -- riding out a store outage -------------------------------------------------
+
+    def _replay_buffered(self, write: BufferedWrite) -> None:
+        """Write one buffered write (the buffer holds the commit lock)."""
+        if write.change is not None:
+            events = self._store.create(
+                write.change, max_active=self._max_active, history_limit=self._history_limit
+            )
+        else:
+            assert write.mutation is not None
+            session, events = self._store.apply(
+                write.session_id, write.mutation, history_limit=self._history_limit
+            )
+            with self._lock:
+                self._note_written(session)
+        self.publish(events)
+
+    def _store_answers(self) -> bool:
+        return bool(self._store.health().get("status") == "ok")
+
+    def health(self) -> dict[str, Any]:
+        """The store's health and the outage buffer's state (see ``ProgressTracker.health``)."""
+        outage = self.outage.report()
+        store = self._store.health() if not outage["engaged"] else {"status": "unavailable"}
+        degraded = outage["engaged"] or outage["buffered"] or store.get("status") != "ok"
+        return {"status": "degraded" if degraded else "ok", "store": store, "outage": outage}
