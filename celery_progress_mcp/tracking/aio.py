@@ -13,15 +13,12 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Callable, Collection, Coroutine
-from typing import Any, Concatenate, Generic, ParamSpec, Self, TypeVar, overload
+from typing import Any, Concatenate, Generic, ParamSpec, Self, TypeVar, Unpack, overload
 
-from ..bus.base import EventBus
-from ..core.clock import Clock
 from ..core.config import ProgressConfig
 from ..core.models import ProgressEventType
-from ..store.base import Store
 from .subscription import AsyncSubscription
-from .tracker import ProgressTracker
+from .tracker import ProgressTracker, TrackerOptions
 
 __all__ = ["AsyncProgressTracker", "AsyncTrackerBase", "awaitable"]
 
@@ -98,15 +95,11 @@ class AsyncProgressTracker(AsyncTrackerBase):
         self,
         config: ProgressConfig | None = None,
         *,
-        store: Store | None = None,
-        bus: EventBus | None = None,
-        clock: Clock | None = None,
-        background: bool = True,
         tracker: ProgressTracker | None = None,
+        **options: Unpack[TrackerOptions],
     ) -> None:
-        sync = tracker or ProgressTracker(
-            config, store=store, bus=bus, clock=clock, background=background
-        )
+        """Wraps ``tracker``, or a ``ProgressTracker(config, **options)`` of its own."""
+        sync = tracker or ProgressTracker(config, **options)
         super().__init__(sync, blocking=sync.store.blocking)
         self.config = sync.config
 
@@ -123,6 +116,7 @@ class AsyncProgressTracker(AsyncTrackerBase):
     fail_session = awaitable(ProgressTracker.fail_session)
     cancel_session = awaitable(ProgressTracker.cancel_session)
     heartbeat = awaitable(ProgressTracker.heartbeat)
+    apply_mutation = awaitable(ProgressTracker.apply_mutation)
     get_session = awaitable(ProgressTracker.get_session)
     list_sessions = awaitable(ProgressTracker.list_sessions)
     count_sessions = awaitable(ProgressTracker.count_sessions)

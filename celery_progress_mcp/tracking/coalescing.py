@@ -10,16 +10,15 @@ the precise error from a write.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..core.clock import Clock
 from ..core.engine import Engine
 from ..core.models import SubOperationUpdate
 from ..core.states import InProgress, SessionStatus
 from .flusher import WindowFlusher
-from .held_updates import Pending, Window, Windows
+from .held_updates import Pending, Window
+from .shared_state import SharedState
 
 __all__ = ["Coalescer", "own_copy"]
 
@@ -27,19 +26,12 @@ __all__ = ["Coalescer", "own_copy"]
 class Coalescer:
     """Holds a session's update back when its window is still open (the hot path)."""
 
-    def __init__(
-        self,
-        engine: Engine,
-        clock: Clock,
-        windows: Windows,
-        state_lock: threading.RLock,
-        flusher: WindowFlusher,
-        window_s: float,
-    ) -> None:
-        self._engine = engine
-        self._clock = clock
-        self._windows = windows
-        self._lock = state_lock
+    def __init__(self, shared: SharedState, flusher: WindowFlusher, window_s: float) -> None:
+        # Each its own attribute: this is the hot path.
+        self._engine = shared.engine
+        self._clock = shared.clock
+        self._windows = shared.windows
+        self._lock = shared.locks.state
         self._flusher = flusher
         self._window_s = window_s
 

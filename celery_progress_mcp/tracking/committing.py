@@ -20,16 +20,14 @@ from datetime import datetime
 from typing import Any
 
 from ..bus.base import EventBus
-from ..core.clock import Clock
-from ..core.engine import Change, Engine
+from ..core.engine import Change
 from ..core.errors import InvalidTransition, SessionNotFound, StoreUnavailable
 from ..core.models import ProgressEvent, ProgressSession
 from ..core.states import TERMINAL_STATUSES
 from ..store.base import Applied, Mutation, Store
-from .held_updates import Window, Windows
-from .locks import TrackerLocks
+from .held_updates import Window
 from .outage import BufferedWrite, OutageBuffer
-from .update_calls import UpdateCalls
+from .shared_state import SharedState
 
 __all__ = ["Committer", "Run"]
 
@@ -44,13 +42,9 @@ class Committer:
 
     def __init__(
         self,
+        shared: SharedState,
         store: Store,
         bus: EventBus,
-        engine: Engine,
-        locks: TrackerLocks,
-        windows: Windows,
-        calls: UpdateCalls,
-        clock: Clock,
         *,
         max_active: int,
         history_limit: int,
@@ -58,20 +52,20 @@ class Committer:
     ) -> None:
         self._store = store
         self._bus = bus
-        self._engine = engine
-        self._commit_lock = locks.commit
-        self._lock = locks.state
-        self._windows = windows
-        self._calls = calls
+        self._engine = shared.engine
+        self._clock = shared.clock
+        self._commit_lock = shared.locks.commit
+        self._lock = shared.locks.state
+        self._windows = shared.windows
+        self._calls = shared.calls
         self._max_active = max_active
         self._history_limit = history_limit
-        self._clock = clock
         #: Writes held back by a store outage, replayed in order on reconnect.
         self.outage = OutageBuffer(
             self._replay_buffered,
             self._commit_lock,
             probe=self._store_answers,
-            update_function=engine.update,
+            update_function=shared.engine.update,
             background=retry_in_background,
         )
 

@@ -9,15 +9,13 @@ alone.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Collection
 
 from ..core.errors import InvalidProgress, SessionNotFound
 from ..core.models import ProgressSession, ProgressStats, detached
 from ..core.states import SessionStatus
 from ..store.base import SessionQuery, Store
-from .held_updates import Windows
-from .update_calls import UpdateCalls
+from .shared_state import SharedState
 
 __all__ = ["Reader", "session_query"]
 
@@ -25,24 +23,16 @@ __all__ = ["Reader", "session_query"]
 class Reader:
     """Reads sessions for the tracker; see the module's docstring."""
 
-    def __init__(
-        self,
-        store: Store,
-        windows: Windows,
-        state_lock: threading.RLock,
-        calls: UpdateCalls,
-    ) -> None:
+    def __init__(self, store: Store, shared: SharedState) -> None:
         self._store = store
-        self._windows = windows
-        self._lock = state_lock
-        self._calls = calls
+        self._shared = shared
 
     def get_session(self, session_id: str) -> ProgressSession:
         """The session as committed, with this process's held updates applied."""
         # What this process holds back is read first, then the store (without
         # the state lock): an update made before this call is in one or the other.
-        with self._lock:
-            window = self._windows.get(session_id)
+        with self._shared.locks.state:
+            window = self._shared.windows.get(session_id)
             local = window.session if window is not None and window.ahead() else None
             pending = window.pending if window is not None else None
         session = self._store.get(session_id)
@@ -54,7 +44,7 @@ class Reader:
         # on elsewhere (cancelled, paused): then they will be refused.
         ahead = local is not None and session.state.status == SessionStatus.IN_PROGRESS
         base = local if ahead and local is not None else session
-        view = base if pending is None else self._calls.apply_pending(base, pending)
+        view = base if pending is None else self._shared.calls.apply_pending(base, pending)
         if view is None:
             return session
         # The view is this process's own (and the store's cache's): the

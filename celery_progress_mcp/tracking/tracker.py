@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 import uuid
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from typing import Any, Self
+from typing import Any, Self, TypedDict
 
 from ..bus.base import EventBus
 from ..bus.local import LocalBus
@@ -44,17 +44,26 @@ from . import forks
 from .coalescing import Coalescer
 from .committing import Committer
 from .flusher import WindowFlusher
-from .held_updates import Windows
 from .housekeeping import CleanupResult, Housekeeper, MayTimeOut
-from .locks import TrackerLocks
 from .reading import Reader, session_query
+from .shared_state import SharedState
 from .store_factory import store_from_url
 from .subscription import Subscription
 from .subscription_hub import SubscriptionHub
-from .update_calls import UpdateCalls
 from .write_behind import WriteQueue
 
-__all__ = ["CleanupResult", "ProgressTracker", "session_query"]
+__all__ = ["CleanupResult", "ProgressTracker", "TrackerOptions", "session_query"]
+
+
+class TrackerOptions(TypedDict, total=False):
+    """The keywords of ``ProgressTracker(config, **options)``, for a class that
+    makes a tracker on its caller's behalf (``AsyncProgressTracker``)."""
+
+    store: Store | None
+    bus: EventBus | None
+    clock: Clock | None
+    background: bool
+    may_time_out: MayTimeOut | None
 
 
 class ProgressTracker:
@@ -94,7 +103,7 @@ class ProgressTracker:
         self._hub = SubscriptionHub(
             self.store,
             self.bus,
-            self._locks,
+            self._shared.locks,
             buffer_size=self.config.subscriber_buffer_size,
             enabled=self.enabled,
         )
@@ -107,28 +116,18 @@ class ProgressTracker:
         # No thread under a hand-driven clock: advancing it runs what came due,
         # and flush() (and cleanup, and close) retry what an outage held back.
         threads = self._background and not clock.manual
-        self._locks = locks = TrackerLocks()
-        windows = Windows()
-        calls = self._calls = UpdateCalls(engine, clock, config.eta_smoothing)
+        self._shared = shared = SharedState(engine, clock, config.eta_smoothing)
         self._committer = committer = Committer(
+            shared,
             store,
             self.bus,
-            engine,
-            locks,
-            windows,
-            calls,
-            clock,
             max_active=config.max_concurrent_sessions,
             history_limit=config.max_history_snapshots,
             retry_in_background=threads,
         )
         self._outage = committer.outage
         #: Write-behind, where the store waits on I/O and threads may run.
-        self._queue = (
-            WriteQueue(engine, clock, windows, locks, calls, committer)
-            if store.blocking and threads
-            else None
-        )
+        self._queue = WriteQueue(shared, committer) if store.blocking and threads else None
         self._housekeeper = Housekeeper(
             store, engine, clock, config, committer, self.flush, self._may_time_out
         )
@@ -139,10 +138,8 @@ class ProgressTracker:
             self._housekeeper.run_periodically,
             background=self._background,
         )
-        self._coalescer = Coalescer(
-            engine, clock, windows, locks.state, self._flusher, self._window_s
-        )
-        self._reader = Reader(store, windows, locks.state, calls)
+        self._coalescer = Coalescer(shared, self._flusher, self._window_s)
+        self._reader = Reader(store, shared)
 
     def after_fork(self) -> None:
         """In a forked child: new locks, threads and in-memory state, and the
@@ -156,7 +153,7 @@ class ProgressTracker:
         # what they served is abandoned, not stopped.
         self._flusher.abandon()
         self._assemble()
-        self._hub.after_fork(self._locks)
+        self._hub.after_fork(self._shared.locks)
 
     # -- creating ------------------------------------------------------------
 
@@ -206,7 +203,7 @@ class ProgressTracker:
                 session_id, state, sub_operation_updates, metadata
             ):
                 return
-        eta = self._calls.eta_hook(session_id) if isinstance(state, InProgress) else None
+        eta = self._shared.calls.eta_hook(session_id) if isinstance(state, InProgress) else None
         update = functools.partial(
             self.engine.update,
             state=state,

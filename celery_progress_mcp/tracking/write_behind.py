@@ -22,16 +22,13 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ..core.clock import Clock
-from ..core.engine import Engine
 from ..core.errors import ProgressError
 from ..core.models import SubOperationUpdate
 from ..core.states import InProgress, SessionStatus
 from .coalescing import own_copy
 from .committing import Committer
-from .held_updates import Pending, Window, Windows
-from .locks import TrackerLocks
-from .update_calls import UpdateCalls
+from .held_updates import Pending, Window
+from .shared_state import SharedState
 
 __all__ = [
     "MAX_BATCH_UPDATES",
@@ -57,22 +54,9 @@ ROOM_WAIT_S = 5.0
 class WriteQueue:
     """Queues plain updates for its :class:`BatchWriter` and writes them in batches."""
 
-    def __init__(
-        self,
-        engine: Engine,
-        clock: Clock,
-        windows: Windows,
-        locks: TrackerLocks,
-        calls: UpdateCalls,
-        committer: Committer,
-    ) -> None:
-        self._engine = engine
-        self._clock = clock
-        self._windows = windows
-        self._commit_lock = locks.commit
-        self._lock = locks.state
-        self._room = locks.room
-        self._calls = calls
+    def __init__(self, shared: SharedState, committer: Committer) -> None:
+        self._shared = shared
+        self._windows = shared.windows
         self._committer = committer
         self.writer = BatchWriter(self.write_queued)
 
@@ -92,8 +76,9 @@ class WriteQueue:
         last written or queued (a bad update raises here, and nothing is queued)."""
         if self._windows.queued_count >= MAX_QUEUED_UPDATES:
             self._wait_for_room()
-        now_s = self._clock.monotonic()
-        with self._lock:
+        shared = self._shared
+        now_s = shared.clock.monotonic()
+        with shared.locks.state:
             window = self._windows.get(session_id)
             if (
                 window is None
@@ -108,9 +93,9 @@ class WriteQueue:
                 window.pending = None
             item = Pending(state, now_s, now_s)
             if metadata:
-                item.metadata = self._engine.copy_metadata(metadata, "metadata")
+                item.metadata = shared.engine.copy_metadata(metadata, "metadata")
             if sub_updates:
-                item.add_sub_updates([own_copy(self._engine, update) for update in sub_updates])
+                item.add_sub_updates([own_copy(shared.engine, update) for update in sub_updates])
             self._queue(session_id, window, item, check=True)
             window.last_write_s = now_s
         self.writer.notify()
@@ -121,12 +106,13 @@ class WriteQueue:
         to take its next batch (or, if it does not within ``ROOM_WAIT_S``,
         write one in this thread)."""
         deadline_s = time.monotonic() + ROOM_WAIT_S
-        with self._room:
+        room = self._shared.locks.room
+        with room:
             while self._windows.queued_count >= MAX_QUEUED_UPDATES:
                 remaining_s = deadline_s - time.monotonic()
                 if remaining_s <= 0:
                     break
-                self._room.wait(remaining_s)
+                room.wait(remaining_s)
         if self._windows.queued_count >= MAX_QUEUED_UPDATES:
             self.write_queued()
 
@@ -139,7 +125,7 @@ class WriteQueue:
         (False).
         """
         try:
-            change = self._calls.update_of(item)(window.session)
+            change = self._shared.calls.update_of(item)(window.session)
         except ProgressError:
             if check:
                 raise
@@ -154,14 +140,15 @@ class WriteQueue:
         held only to take the updates and to note what was written, not
         during the transaction: callers go on queueing meanwhile.
         """
-        with self._commit_lock:
-            with self._lock:
+        locks, mutation = self._shared.locks, self._shared.calls.mutation
+        with locks.commit:
+            with locks.state:
                 runs = [
-                    (session_id, [self._calls.mutation(session_id, item) for item in items])
+                    (session_id, [mutation(session_id, item) for item in items])
                     for session_id, items in self._windows.take(limit)
                 ]
-            with self._room:
-                self._room.notify_all()
+            with locks.room:
+                locks.room.notify_all()
             self._committer.write_runs(runs, in_flight=True)
             return self._windows.has_queued
 

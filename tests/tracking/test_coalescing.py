@@ -5,7 +5,6 @@ coalesced and write out what is pending first, so order is kept."""
 from __future__ import annotations
 
 import functools
-import time
 from collections.abc import Callable
 
 import pytest
@@ -22,7 +21,7 @@ from celery_progress_mcp import (
     SubOperationUpdate,
 )
 from celery_progress_mcp.core.clock import SystemClock
-from celery_progress_mcp.testing import FakeClock, capture_events
+from celery_progress_mcp.testing import FakeClock, capture_events, eventually
 
 from .conftest import TrackerFactory
 
@@ -139,7 +138,7 @@ def test_windows_are_per_session(make_tracker: TrackerFactory) -> None:
     assert committed_percentage(tracker, second) == 20
 
 
-TRANSITIONS: dict[str, Callable[[ProgressTracker, str], None]] = {
+TRANSITIONS: dict[str, Callable[[ProgressTracker, str], object]] = {
     "pause": lambda t, sid: t.pause_session(sid, "wait"),
     "complete": lambda t, sid: t.complete_session(sid, "done"),
     "fail": lambda t, sid: t.fail_session(sid, "broken", "E1"),
@@ -244,7 +243,5 @@ def test_with_the_real_clock_the_flusher_thread_writes_the_last_update(
     for percentage in range(1, 21):
         tracker.update_progress(session_id, InProgress(percentage=percentage))
     # No further call: only the flusher thread can write the last update.
-    deadline = time.monotonic() + 10.0
-    while committed_percentage(tracker, session_id) != 20 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    eventually(lambda: committed_percentage(tracker, session_id) == 20, what="the last update")
     assert committed_percentage(tracker, session_id) == 20

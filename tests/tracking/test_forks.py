@@ -94,7 +94,7 @@ def test_a_tracker_is_usable_in_the_child_even_if_a_lock_was_held_at_the_fork() 
         release = threading.Event()
 
         def hold_the_locks() -> None:
-            with tracker._locks.commit, tracker._locks.state:
+            with tracker._shared.locks.commit, tracker._shared.locks.state:
                 held.set()
                 release.wait()
 

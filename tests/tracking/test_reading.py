@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from typing import get_type_hints
 
 import pytest
 
@@ -16,6 +17,7 @@ from celery_progress_mcp import (
     SubOperationUpdate,
 )
 from celery_progress_mcp.testing import FakeClock
+from celery_progress_mcp.tracking.tracker import TrackerOptions
 
 from .conftest import TrackerFactory
 
@@ -56,6 +58,14 @@ def test_subscribe_to_events_takes_the_designed_keywords() -> None:
         parameters = inspect.signature(tracker_class.subscribe_to_events).parameters
         assert [p for p in parameters if p != "self"] == ["session_id", "event_types", "since"]
         assert all(p.kind is p.KEYWORD_ONLY for n, p in parameters.items() if n != "self")
+
+
+def test_the_async_tracker_takes_every_keyword_of_the_sync_one() -> None:
+    parameters = inspect.signature(ProgressTracker.__init__).parameters
+    keywords = [n for n, p in parameters.items() if p.kind is p.KEYWORD_ONLY]
+    assert keywords == list(get_type_hints(TrackerOptions))
+    async_parameters = inspect.signature(AsyncProgressTracker.__init__).parameters
+    assert async_parameters["options"].kind is inspect.Parameter.VAR_KEYWORD
 
 
 def test_create_session_keeps_given_ids(make_tracker: TrackerFactory) -> None:

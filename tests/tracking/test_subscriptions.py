@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import threading
-import time
 
 from celery_progress_mcp import (
     AsyncProgressTracker,
@@ -15,6 +14,7 @@ from celery_progress_mcp import (
     ProgressEventType,
     ProgressTracker,
 )
+from celery_progress_mcp.testing import eventually
 
 from .api import run
 from .conftest import TrackerFactory
@@ -109,6 +109,7 @@ def test_since_has_no_gap_or_duplicate_while_events_are_being_written(
     tracker = make_tracker(update_interval_ms=0)
     produce(tracker, sessions=2)
     stop = threading.Event()
+    rounds: list[str] = []  # the sessions written so far
 
     def keep_writing() -> None:
         # Bounded, so the memory store's event ring (10,000 events) keeps
@@ -116,14 +117,17 @@ def test_since_has_no_gap_or_duplicate_while_events_are_being_written(
         for _ in range(MAX_WRITER_ROUNDS):
             if stop.is_set():
                 return
-            produce(tracker, sessions=1, updates=2)
+            rounds.extend(produce(tracker, sessions=1, updates=2))
 
     writer = threading.Thread(target=keep_writing)
     writer.start()
     try:
-        time.sleep(0.01)  # let the writer get going; correctness does not depend on it
+        # Subscribe while the writer is going, and let it write on after
+        # (unless it has already finished its rounds).
+        eventually(lambda: len(rounds) >= 2, what="the writer's first rounds")
         subscription = tracker.subscribe_to_events(since=1)
-        time.sleep(0.01)
+        joined_at = len(rounds)
+        eventually(lambda: len(rounds) >= min(joined_at + 2, MAX_WRITER_ROUNDS), what="more rounds")
     finally:
         stop.set()
         writer.join()

@@ -98,7 +98,7 @@ def test_updates_queued_meanwhile_are_committed_in_one_transaction(
 ) -> None:
     session_id = started(tracker)
     # Holding the tracker's state lock keeps the writer out while the updates queue up.
-    with tracker._locks.state:
+    with tracker._shared.locks.state:
         for i in range(1, 51):
             tracker.update_progress(session_id, InProgress(percentage=i))
     tracker.flush()
@@ -110,7 +110,7 @@ def test_get_session_shows_a_queued_update_at_once(
     tracker: ProgressTracker, store: CountingStore
 ) -> None:
     session_id = started(tracker)
-    with tracker._locks.state:
+    with tracker._shared.locks.state:
         tracker.update_progress(session_id, InProgress(percentage=42.0, current_step="queued"))
         assert tracker.get_session(session_id).state.current_step == "queued"  # type: ignore[union-attr]
         committed = store.get(session_id)
@@ -122,7 +122,7 @@ def test_a_transition_writes_the_queued_updates_first(
     tracker: ProgressTracker, store: CountingStore
 ) -> None:
     session_id = started(tracker)
-    with tracker._locks.state:
+    with tracker._shared.locks.state:
         for i in range(1, 11):
             tracker.update_progress(session_id, InProgress(percentage=i * 10.0))
         tracker.complete_session(session_id, "done")
@@ -163,7 +163,7 @@ def test_queued_updates_of_a_session_cancelled_elsewhere_are_dropped(
     other = ProgressTracker(ProgressConfig(update_interval_ms=0), store=elsewhere)
     try:
         with caplog.at_level(logging.DEBUG, logger="celery_progress_mcp.tracking.committing"):
-            with tracker._locks.state:
+            with tracker._shared.locks.state:
                 tracker.update_progress(session_id, InProgress(percentage=50.0))
                 other.cancel_session(session_id, "stopped by another process")
                 # The store's truth wins over the queued update, before it is written.
@@ -183,7 +183,7 @@ def test_queued_updates_of_a_session_cancelled_elsewhere_are_dropped(
 def test_close_writes_what_is_queued(store: CountingStore) -> None:
     tracker = ProgressTracker(ProgressConfig(update_interval_ms=0), store=store)
     session_id = started(tracker)
-    with tracker._locks.state:
+    with tracker._shared.locks.state:
         for i in range(1, 21):
             tracker.update_progress(session_id, InProgress(percentage=i))
     tracker.close()
@@ -199,9 +199,11 @@ def test_a_full_queue_holds_the_caller_back_and_loses_nothing(
     tracker = ProgressTracker(ProgressConfig(update_interval_ms=0), store=store)
     try:
         session_id = started(tracker)
+        queue = tracker._queue
+        assert queue is not None
         for i in range(1, 401):
             tracker.update_progress(session_id, InProgress(percentage=i / 4))
-            assert tracker._queue.queued_count <= 20
+            assert queue.queued_count <= 20
         tracker.flush()
     finally:
         tracker.close()
@@ -234,7 +236,7 @@ def test_changing_the_view_of_a_queued_update_changes_nothing_written(
 ) -> None:
     session_id = tracker.create_session("op", {"nested": {"k": 1}})
     tracker.update_progress(session_id, InProgress(percentage=0.0))
-    with tracker._locks.state:
+    with tracker._shared.locks.state:
         tracker.update_progress(session_id, InProgress(percentage=1.0), metadata={"more": {"z": 1}})
         view = tracker.get_session(session_id)
         view.metadata["nested"]["k"] = 99
