@@ -1,8 +1,9 @@
 """The tracker: the engine composed with a store, a bus, a clock and threads."""
 
 from .aio import AsyncProgressTracker
+from .housekeeping import CleanupResult
 from .subscription import AsyncSubscription, Subscription
-from .tracker import CleanupResult, ProgressTracker
+from .tracker import ProgressTracker
 
 __all__ = [
     "AsyncProgressTracker",

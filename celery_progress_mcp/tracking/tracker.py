@@ -52,7 +52,7 @@ from .subscription import Subscription
 from .subscription_hub import SubscriptionHub
 from .write_behind import WriteQueue
 
-__all__ = ["CleanupResult", "ProgressTracker", "TrackerOptions", "session_query"]
+__all__ = ["ProgressTracker", "TrackerOptions"]
 
 
 class TrackerOptions(TypedDict, total=False):
