@@ -1,12 +1,11 @@
 """The Celery integration: ``install(app)``, tracked tasks, signals, canvas, liveness."""
 
 from .errors import TaskCancelled
-from .handle import SubOperationProgress, TaskProgress
-from .install import install, uninstall
-from .liveness import start_liveness_monitor
-from .recorder import ProgressRecorder
+from .install import install, start_liveness_monitor, uninstall
 from .task import ProgressTask, progress_task
+from .task_progress import SubOperationProgress, TaskProgress
 from .tracker import CeleryProgressTracker
+from .update_state import ProgressRecorder
 
 __all__ = [
     "CeleryProgressTracker",

@@ -16,15 +16,14 @@ percentage stays at 0 and it cannot complete; after it, its percentage is
 A parent completes when it is sealed and every member (and a chord's
 callback, its last sub-operation) has completed; it fails as soon as a
 member fails, naming it; it is cancelled when a member is (a revoked group
-revokes every member).
+revokes every member). :class:`Rollup` writes a member's changes into its
+parent, and a parent's end into its own parent.
 """
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from ..core.engine import Change, Engine
@@ -45,20 +44,17 @@ from ..core.states import (
     percentage_of,
 )
 from ..store.base import Mutation
-from . import keys
+from .metadata_keys import GROUP_INDEX, MEMBERS, SEALED
+from .safe_sessions import SafeSessions
+from .worker_runtime import Running
 
 __all__ = [
-    "MAX_DISPATCHING_GROUPS",
-    "DispatchRecord",
-    "Dispatches",
     "Member",
     "MemberChange",
+    "Rollup",
     "member_mutation",
     "seal_mutation",
 ]
-
-#: Groups whose dispatch this process follows at once (older records are dropped).
-MAX_DISPATCHING_GROUPS = 1000
 
 _ACTIVE = SubOperationState.ACTIVE
 _COMPLETED = SubOperationState.COMPLETED
@@ -80,8 +76,13 @@ class Member:
             id=self.id,
             name=self.name,
             weight=self.weight,
-            metadata={keys.GROUP_INDEX: self.index},
+            metadata={GROUP_INDEX: self.index},
         )
+
+    @classmethod
+    def of(cls, running: Running) -> Member:
+        """The member a task running here is."""
+        return cls(running.session_id, running.task_name, running.weight, running.index or 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,46 +93,6 @@ class MemberChange:
     state: SubOperationState | None = None
     percentage: float | None = None
     error: str | None = None
-
-
-@dataclass(slots=True)
-class DispatchRecord:
-    """A group being dispatched by this process: its members so far."""
-
-    group_id: str
-    kind: str
-    members: list[Member] = field(default_factory=list)
-    callback: Member | None = None
-
-
-class Dispatches:
-    """Groups this process is dispatching, until their ``GroupResult`` seals them."""
-
-    def __init__(self, limit: int = MAX_DISPATCHING_GROUPS) -> None:
-        self._limit = limit
-        self._lock = threading.Lock()
-        self._records: OrderedDict[str, DispatchRecord] = OrderedDict()
-
-    def record(self, group_id: str, kind: str, member: Member, callback: Member | None) -> bool:
-        """Note a published member; True for the first member of the group seen here."""
-        with self._lock:
-            record = self._records.get(group_id)
-            first = record is None
-            if record is None:
-                record = self._records[group_id] = DispatchRecord(group_id, kind)
-                while len(self._records) > self._limit:
-                    self._records.popitem(last=False)
-            record.members.append(member)
-            if callback is not None:
-                record.callback = callback
-            return first
-
-    def take(self, group_id: str) -> DispatchRecord | None:
-        with self._lock:
-            return self._records.pop(group_id, None)
-
-    def __contains__(self, group_id: object) -> bool:
-        return group_id in self._records
 
 
 # -- mutations ---------------------------------------------------------------------
@@ -180,7 +141,7 @@ def seal_mutation(
             session = step.session
         position = {member.id: i for i, member in enumerate(wanted)}
         subs = tuple(sorted(session.sub_operations, key=lambda sub: position.get(sub.id, -1)))
-        metadata = {**session.metadata, keys.SEALED: True, keys.MEMBERS: len(subs)}
+        metadata = {**session.metadata, SEALED: True, MEMBERS: len(subs)}
         session = session.replace(sub_operations=subs, metadata=metadata)
         sealed = Change(session, steps[-1].events if steps else (), None)
         return _combine(parent, [*steps[:-1], sealed, *_settle(engine, session, now)])
@@ -218,7 +179,7 @@ def _settle(engine: Engine, session: ProgressSession, now: datetime) -> list[Cha
     if cancelled is not None:
         reason = f"member {cancelled.name} [{cancelled.id}] was cancelled"
         return [engine.cancel(session, reason, now=now)]
-    sealed = bool(session.metadata.get(keys.SEALED))
+    sealed = bool(session.metadata.get(SEALED))
     if sealed and subs and all(sub.state.is_terminal for sub in subs):
         return [engine.complete(session, f"{len(subs)} members completed", now=now)]
     state = session.state
@@ -245,9 +206,37 @@ def _combine(parent: ProgressSession, steps: Iterable[Change]) -> Change:
     return Change(steps[-1].session, events, snapshot)
 
 
-def is_parent(session: ProgressSession) -> bool:
-    return session.metadata.get(keys.KIND) in keys.PARENT_KINDS
+class Rollup:
+    """A member's changes written into its group, chord or chain session."""
 
+    def __init__(self, sessions: SafeSessions) -> None:
+        self._sessions = sessions
+        self._tracker = sessions.tracker
 
-def is_running(session: ProgressSession) -> bool:
-    return session.state.status in (SessionStatus.IN_PROGRESS, SessionStatus.PAUSED)
+    def member_changed(self, parent_id: str, change: MemberChange) -> None:
+        """Record a member's change in its parent; a parent that ended tells its own parent."""
+        tracker = self._tracker
+        mutation = member_mutation(tracker.engine, change, tracker.clock.now())
+        parent = self._sessions.mutate(parent_id, mutation)
+        if parent is None or parent.parent_id is None:
+            return
+        if parent.state.status in (SessionStatus.COMPLETED, SessionStatus.FAILED):
+            state = _COMPLETED if parent.state.status == SessionStatus.COMPLETED else _FAILED
+            error = getattr(parent.state, "error_message", None)
+        elif parent.state.status == SessionStatus.CANCELLED:
+            state, error = _CANCELLED, None
+        else:
+            return
+        member = Member(parent.id, parent.operation_id, 1.0, 0)
+        self.member_changed(parent.parent_id, MemberChange(member, state, 100.0, error))
+
+    def session_percentage(self, running: Running) -> float | None:
+        """A running member's percentage as its session has it (rolled up from its stages)."""
+        return self._tracker.get_session(running.session_id).percentage
+
+    def push(self, running: Running, percentage: float) -> None:
+        """A running member's latest percentage (the worker's ticker, once per window)."""
+        if running.parent_id is not None:
+            self.member_changed(
+                running.parent_id, MemberChange(Member.of(running), percentage=percentage)
+            )

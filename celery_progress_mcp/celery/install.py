@@ -8,6 +8,9 @@
 Idempotent: a second call returns the same tracker. The same call works in
 a client and in a worker; prefork pool processes inherit it and renew its
 connections and threads after the fork.
+
+``start_liveness_monitor(app)`` makes this process sweep for the sessions of
+dead workers too (see :mod:`.liveness`).
 """
 
 from __future__ import annotations
@@ -18,15 +21,17 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.config import ProgressConfig
 from ..core.errors import ConfigError
-from .integration import APP_ATTRIBUTE, Integration, integration_of
+from .filesystem_transport import TRANSPORT
+from .integration import Integration, integration_of
 from .settings import resolve_config, resolve_settings
-from .signals import connect
+from .signals import connect, disconnect
+from .task import attach_hooks, detach_hooks
 from .tracker import CeleryProgressTracker
 
 if TYPE_CHECKING:
     from celery import Celery
 
-__all__ = ["install", "uninstall"]
+__all__ = ["install", "start_liveness_monitor", "uninstall"]
 
 _install_lock = threading.Lock()
 
@@ -56,33 +61,37 @@ def install(app: Celery, config: ProgressConfig | None = None) -> CeleryProgress
         integration.connections = connect(integration)
         _seal_group_results(app, integration)
         _whole_filesystem_messages(app)
-        setattr(app, APP_ATTRIBUTE, integration)
+        attach_hooks(app, integration)
         return integration.tracker
 
 
 def uninstall(app: Celery) -> None:
     """Disconnect the signal handlers and close the tracker (tests, reconfiguration)."""
-    from .signals import disconnect
-
     with _install_lock:
         integration = integration_of(app)
         if integration is None:
             return
-        delattr(app, APP_ATTRIBUTE)
+        detach_hooks(app)
         disconnect(integration.connections)
-        previous = getattr(integration, "group_result_class", None)
+        previous = integration.group_result_class
         if previous is not None:
             app.__dict__["GroupResult"] = previous
         integration.close()
 
 
+def start_liveness_monitor(app: Celery) -> None:
+    """Sweep for dead workers' sessions from this process too (a monitor, a dashboard)."""
+    install(app)
+    integration = integration_of(app)
+    assert integration is not None
+    integration.liveness.start()
+
+
 def _whole_filesystem_messages(app: Celery) -> None:
-    """Use the filesystem transport that writes messages atomically (see ``fstransport``)."""
+    """Use the filesystem transport whose messages appear whole (:mod:`.filesystem_transport`)."""
     conf: Any = app.conf
     broker = conf.broker_url or ""
     if isinstance(broker, str) and broker.startswith("filesystem:") and not conf.broker_transport:
-        from .fstransport import TRANSPORT
-
         conf.broker_transport = TRANSPORT
 
 
@@ -99,9 +108,10 @@ def _seal_group_results(app: Celery, integration: Integration) -> None:
     class GroupResult(base):  # type: ignore[misc,valid-type]
         def __init__(self, id: Any = None, results: Any = None, **options: Any) -> None:
             super().__init__(id, results, **options)
-            if id is not None and id in integration.dispatches:
+            dispatcher = integration.dispatcher
+            if id is not None and id in dispatcher.dispatches:
                 with contextlib.suppress(Exception):  # never fail a dispatch
-                    integration.seal(id)
+                    dispatcher.seal(id)
 
     GroupResult.__name__ = base.__name__
     GroupResult.__qualname__ = base.__qualname__

@@ -1,21 +1,33 @@
 """``Integration``: one Celery app's progress tracking, in one process.
 
-It owns the tracker, the worker runtime (tasks running here) and the groups
-being dispatched here; what the signal handlers (:mod:`.signals`) call comes
-from its mixins: :mod:`.publishing` (dispatch), :mod:`.lifecycle` (a task's
-run), :mod:`.results` (``update_state``). Every entry point is guarded:
-tracking never fails a ``delay()`` or a task, whatever the store or the
-broker do.
+It holds the tracker and the parts that do the work, each with one job, and
+wires them together:
+
+* :class:`~.dispatch.Dispatcher`: sessions made as tasks are published,
+  groups sealed once sent;
+* :class:`~.lifecycle.TaskLifecycle`: a task's session through its run;
+* :class:`~.update_state.UpdateStates`: ``update_state`` as progress, and
+  its result-backend writes;
+* :class:`~.liveness.Liveness`: heartbeats, and sweeps for dead workers;
+* :class:`~.canvas.Rollup`: members' changes reaching their group, chord or
+  chain;
+* :class:`~.worker_runtime.WorkerRuntime`: the tasks running here, and the
+  ticker that does their periodic chores.
+
+The signal handlers (:mod:`.signals`) call the parts; a tracked task calls
+the integration through :class:`~.task.TaskHooks`. Every entry point is
+guarded: tracking never fails a ``delay()`` or a task, whatever the store or
+the broker do.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import os
 import threading
 import weakref
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,37 +35,37 @@ from ..bus.base import EventBus
 from ..bus.kombu import KombuBus
 from ..bus.local import LocalBus
 from ..core.config import ProgressConfig
-from ..core.errors import InvalidTransition, ProgressError, SessionNotFound
-from ..core.states import Cancelled
 from ..store.base import Store
 from ..store.memory import MemoryStore
-from .canvas import Dispatches, MemberChange
-from .lifecycle import LifecycleMixin
-from .publishing import PublishingMixin
-from .results import ResultWritesMixin
-from .runtime import HEARTBEATS_PER_TIMEOUT, Running, WorkerRuntime
+from .canvas import Rollup
+from .dispatch import Dispatcher
+from .errors import TaskCancelled
+from .lifecycle import TaskLifecycle
+from .liveness import Liveness
+from .safe_sessions import SafeSessions
 from .settings import CelerySettings
+from .task import TrackedTasks, hooks_of
+from .task_progress import ProgressHandles, TaskProgress
 from .tracker import CeleryProgressTracker
+from .update_state import BackendWrites, UpdateStates
+from .worker_runtime import HEARTBEATS_PER_TIMEOUT, TaskProgressEvents, WorkerRuntime
 
 if TYPE_CHECKING:
-    from celery import Celery
+    from celery import Celery, Task
 
-    from .liveness import LivenessMonitor
-
-__all__ = ["Integration", "integration_of"]
+__all__ = ["Integration", "exchange_for", "integration_of"]
 
 logger = logging.getLogger(__name__)
 
-#: Attribute of the Celery app that holds its integration.
-APP_ATTRIBUTE = "_celery_progress_integration"
 _integrations: weakref.WeakSet[Integration] = weakref.WeakSet()
 _fork_hook = threading.Lock()
 _fork_hook_registered = False
 
 
 def integration_of(app: Celery) -> Integration | None:
-    integration: Integration | None = getattr(app, APP_ATTRIBUTE, None)
-    return integration
+    """The integration ``install(app)`` made for ``app``, if any."""
+    hooks = hooks_of(app)
+    return hooks if isinstance(hooks, Integration) else None
 
 
 def exchange_for(prefix: str, store_url: str) -> str:
@@ -86,29 +98,60 @@ def exchange_for(prefix: str, store_url: str) -> str:
     return f"{prefix}.{digest}"
 
 
-class Integration(PublishingMixin, LifecycleMixin, ResultWritesMixin):
-    """Progress tracking for one Celery app in this process."""
+class Integration:
+    """Progress tracking for one Celery app in this process (see the module's docstring)."""
 
     def __init__(self, app: Celery, config: ProgressConfig, settings: CelerySettings) -> None:
         self.app = app
         self.config = config
         self.settings = settings
-        #: Whether this worker sends task events (``-E``), learnt at worker start.
-        self.worker_task_events = False
         #: The signal receivers connected by ``install`` (for ``uninstall``).
         self.connections: list[tuple[Any, Any]] = []
         #: The app's ``GroupResult`` class before ``install`` wrapped it.
         self.group_result_class: Any = None
         self.tracker = CeleryProgressTracker(app, config, self._parts)
-        self.dispatches = Dispatches()
-        self.runtime = self._new_runtime()
-        self._liveness: LivenessMonitor | None = None
-        self._liveness_lock = threading.Lock()
+        self.tasks = TrackedTasks(app, settings.member_weight)
+        sessions = SafeSessions(self.tracker)
+        self.rollup = Rollup(sessions)
+        self.liveness = Liveness(sessions, self.rollup, config.heartbeat_timeout_seconds)
+        self.task_events = TaskProgressEvents(app, settings.task_events)
+        writes = BackendWrites(app, config.update_interval_s)
+        self.runtime = WorkerRuntime(
+            window_s=config.update_interval_s,
+            heartbeat_interval_s=config.heartbeat_timeout_seconds / HEARTBEATS_PER_TIMEOUT,
+            heartbeat=self.liveness.heartbeat,
+            push_rollup=self.rollup.push,
+            emit_progress=self.task_events.emit,
+            session_percentage=self.rollup.session_percentage,
+            flush_backend=writes.flush,
+        )
+        self.handles = ProgressHandles(self.tracker, self.runtime)
+        self.dispatcher = Dispatcher(self.tasks, sessions)
+        self.lifecycle = TaskLifecycle(self.tasks, sessions, self.rollup, self.runtime)
+        self.update_states = UpdateStates(
+            self.handles, self.runtime, writes, settings.update_state_to_backend
+        )
         self._pid = os.getpid()
         _integrations.add(self)
         _watch_forks()
 
-    # -- parts ---------------------------------------------------------------------
+    # -- what a tracked task asks (TaskHooks) ----------------------------------------
+
+    def progress_of(self, task: Task) -> TaskProgress:
+        return self.handles.of_task(task.name, getattr(task.request, "id", None))
+
+    def task_cancelled(self, task: Task, exc: TaskCancelled) -> None:
+        self.lifecycle.on_cancelled(task, exc)
+
+    def task_returned(self, task_id: str) -> None:
+        self.update_states.finish(task_id)
+
+    def update_state(
+        self, task: Task, task_id: str, state: str | None, meta: Any, options: Mapping[str, Any]
+    ) -> bool:
+        return self.update_states.record(task, task_id, state, meta, options)
+
+    # -- the store and the bus -----------------------------------------------------------
 
     def _parts(self, forked: bool) -> tuple[Store, EventBus]:
         url = self.config.store_url
@@ -139,77 +182,17 @@ class Integration(PublishingMixin, LifecycleMixin, ResultWritesMixin):
             bus.fanout = False
         return bus
 
-    def _new_runtime(self) -> WorkerRuntime:
-        return WorkerRuntime(
-            window_s=self.config.update_interval_s,
-            heartbeat_interval_s=self.config.heartbeat_timeout_seconds / HEARTBEATS_PER_TIMEOUT,
-            heartbeat=self._heartbeat,
-            push_rollup=self._push_rollup,
-            emit_progress=self._emit_progress,
-            session_percentage=self._session_percentage,
-            flush_backend=self._flush_backend,
-        )
+    # -- life ------------------------------------------------------------------------------
 
-    def reset_after_fork(self) -> None:
-        """In a forked child: the parent's running tasks and dispatches are not ours."""
-        self.runtime = self._new_runtime()
-        self.dispatches = Dispatches()
-        self._liveness = None  # the parent's thread did not come along
-        self._liveness_lock = threading.Lock()
+    def after_fork(self) -> None:
+        """In a forked child: the parent's running tasks, dispatches and threads are not ours."""
+        self.runtime.after_fork()
+        self.dispatcher.after_fork()
+        self.liveness.after_fork()
         self._pid = os.getpid()
 
-    # -- the worker runtime's chores ----------------------------------------------------
-
-    def _heartbeat(self, running: Running) -> None:
-        try:
-            self.tracker.heartbeat(running.session_id)
-        except (InvalidTransition, SessionNotFound):
-            session = self._committed(running.session_id)
-            if session is None or isinstance(session.state, Cancelled):
-                running.cancelled = True
-                running.cancel_reason = getattr(session.state, "reason", "") if session else ""
-            return
-        if running.parent_id is not None:
-            with contextlib.suppress(ProgressError):
-                self.tracker.heartbeat(running.parent_id)
-
-    def _push_rollup(self, running: Running, percentage: float) -> None:
-        if running.parent_id is not None:
-            change = MemberChange(self._member(running), percentage=percentage)
-            self.member_changed(running.parent_id, change)
-
-    def _session_percentage(self, running: Running) -> float | None:
-        return self.tracker.get_session(running.session_id).percentage
-
-    def _emit_progress(self, running: Running) -> None:
-        enabled = self.settings.task_events
-        if enabled is None:
-            enabled = self.worker_task_events
-        if not enabled:
-            return
-        from .events import send_task_progress
-
-        send_task_progress(self.app, running)
-
-    # -- liveness ----------------------------------------------------------------------
-
-    def start_liveness(self) -> None:
-        """Start sweeping for sessions whose worker died (idempotent)."""
-        from .liveness import LivenessMonitor
-
-        with self._liveness_lock:
-            if self._liveness is None:
-                self._liveness = LivenessMonitor(self)
-                self._liveness.start()
-
-    def stop_liveness(self) -> None:
-        with self._liveness_lock:
-            monitor, self._liveness = self._liveness, None
-        if monitor is not None:
-            monitor.stop()
-
     def close(self) -> None:
-        self.stop_liveness()
+        self.liveness.stop()
         self.runtime.stop()
         self.tracker.close()
 
@@ -226,6 +209,6 @@ def _after_fork_in_child() -> None:
     for integration in list(_integrations):
         if integration._pid != os.getpid():
             try:
-                integration.reset_after_fork()
+                integration.after_fork()
             except Exception:
                 logger.exception("progress integration could not be renewed after fork")

@@ -1,8 +1,9 @@
 """Liveness: no session stays in progress after its worker died.
 
-Workers heartbeat the sessions of the tasks they run (see :mod:`.runtime`).
-A sweep, run by every worker's main process and by any monitor (``sessions
-watch``, or ``start_liveness_monitor(app)`` in a process of your own),
+Workers heartbeat the sessions of the tasks they run (:meth:`Liveness.heartbeat`,
+called by the worker's ticker, see :mod:`.worker_runtime`). A sweep, run by
+every worker's main process and by any monitor (``sessions watch``, or
+``start_liveness_monitor(app)`` in a process of your own),
 fails a started task's session whose heartbeat is older than
 ``heartbeat_timeout_seconds`` with error_code ``"WORKER_LOST"``: the pool
 process or the whole worker was killed, or its machine is gone. (A pool
@@ -23,25 +24,23 @@ once, and never one whose worker just sent a heartbeat.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 from ..core.engine import Change, Engine
-from ..core.errors import InvalidTransition
+from ..core.errors import InvalidTransition, ProgressError, SessionNotFound
 from ..core.models import ProgressSession, SubOperationState
-from ..core.states import SessionStatus
+from ..core.states import Cancelled, SessionStatus
 from ..store.base import Mutation, SessionQuery
-from . import keys
-from .canvas import Member, MemberChange
+from .canvas import Member, MemberChange, Rollup
+from .metadata_keys import ACKS_LATE, KIND, KIND_TASK, PID, WORKER
+from .safe_sessions import SafeSessions
+from .worker_runtime import Running
 
-if TYPE_CHECKING:
-    from celery import Celery
-
-    from .integration import Integration
-
-__all__ = ["LivenessMonitor", "lost_worker_mutation", "start_liveness_monitor", "sweep"]
+__all__ = ["Liveness", "LivenessMonitor", "lost_worker_mutation"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,9 +54,9 @@ _RUNNING = (SessionStatus.IN_PROGRESS, SessionStatus.PAUSED)
 def _is_candidate(session: ProgressSession) -> bool:
     metadata = session.metadata
     return (
-        metadata.get(keys.KIND) == keys.KIND_TASK
-        and bool(metadata.get(keys.WORKER))
-        and not metadata.get(keys.ACKS_LATE)
+        metadata.get(KIND) == KIND_TASK
+        and bool(metadata.get(WORKER))
+        and not metadata.get(ACKS_LATE)
     )
 
 
@@ -70,8 +69,8 @@ def lost_worker_mutation(engine: Engine, now: datetime, timeout: timedelta) -> M
         last = session.heartbeat_at or session.updated_at
         if now - last < timeout:
             raise InvalidTransition(f"session {session.id!r} is alive")
-        worker = session.metadata.get(keys.WORKER)
-        pid = session.metadata.get(keys.PID)
+        worker = session.metadata.get(WORKER)
+        pid = session.metadata.get(PID)
         seconds = round((now - last).total_seconds(), 1)
         message = (
             f"worker {worker} (pool process {pid}) sent no heartbeat for {seconds} s "
@@ -82,50 +81,99 @@ def lost_worker_mutation(engine: Engine, now: datetime, timeout: timedelta) -> M
     return mutate
 
 
-def sweep(integration: Integration) -> list[str]:
-    """Fail the sessions whose worker died; returns their ids."""
-    tracker = integration.tracker
-    timeout = timedelta(seconds=integration.config.heartbeat_timeout_seconds)
-    now = tracker.clock.now()
-    cutoff = now - timeout
-    failed: list[str] = []
-    offset = 0
-    while True:
-        page = tracker.store.list_sessions(
-            SessionQuery(statuses=_RUNNING, limit=SWEEP_PAGE, offset=offset)
-        )
-        for session in page:
-            last = session.heartbeat_at or session.updated_at
-            if last >= cutoff or not _is_candidate(session):
-                continue
-            mutation = lost_worker_mutation(tracker.engine, now, timeout)
-            try:
-                ended = tracker.apply_mutation(session.id, mutation)
-            except InvalidTransition:
-                continue  # alive again, or finished meanwhile
-            except Exception:
-                logger.exception("liveness sweep could not fail session %s", session.id)
-                continue
-            if ended is None:
-                continue
-            failed.append(session.id)
-            logger.warning("progress session %s failed: its worker is gone", session.id)
-            if ended.parent_id is not None:
-                member = Member(session.id, session.operation_id)
-                error = getattr(ended.state, "error_message", None)
-                change = MemberChange(member, SubOperationState.FAILED, error=error)
-                integration.member_changed(ended.parent_id, change)
-        if len(page) < SWEEP_PAGE:
-            return failed
-        offset += SWEEP_PAGE
+class Liveness:
+    """Heartbeats from the worker, sweeps for the dead, and the thread that sweeps."""
+
+    def __init__(self, sessions: SafeSessions, rollup: Rollup, heartbeat_timeout_s: float) -> None:
+        self._sessions = sessions
+        self._tracker = sessions.tracker
+        self._rollup = rollup
+        self._timeout = timedelta(seconds=heartbeat_timeout_s)
+        self._monitor: LivenessMonitor | None = None
+        self._lock = threading.Lock()
+
+    def heartbeat(self, running: Running) -> None:
+        """Mark a running task's session (and its parent's) alive; the worker's ticker calls it.
+
+        A heartbeat refused because the session ended elsewhere (cancelled,
+        swept) tells the task so.
+        """
+        tracker = self._tracker
+        try:
+            tracker.heartbeat(running.session_id)
+        except (InvalidTransition, SessionNotFound):
+            session = self._sessions.committed(running.session_id)
+            if session is None or isinstance(session.state, Cancelled):
+                running.cancelled = True
+                running.cancel_reason = getattr(session.state, "reason", "") if session else ""
+            return
+        if running.parent_id is not None:
+            with contextlib.suppress(ProgressError):
+                tracker.heartbeat(running.parent_id)
+
+    def sweep(self) -> list[str]:
+        """Fail the sessions whose worker died; returns their ids."""
+        tracker = self._tracker
+        timeout = self._timeout
+        now = tracker.clock.now()
+        cutoff = now - timeout
+        failed: list[str] = []
+        offset = 0
+        while True:
+            page = tracker.store.list_sessions(
+                SessionQuery(statuses=_RUNNING, limit=SWEEP_PAGE, offset=offset)
+            )
+            for session in page:
+                last = session.heartbeat_at or session.updated_at
+                if last >= cutoff or not _is_candidate(session):
+                    continue
+                mutation = lost_worker_mutation(tracker.engine, now, timeout)
+                try:
+                    ended = tracker.apply_mutation(session.id, mutation)
+                except InvalidTransition:
+                    continue  # alive again, or finished meanwhile
+                except Exception:
+                    logger.exception("liveness sweep could not fail session %s", session.id)
+                    continue
+                if ended is None:
+                    continue
+                failed.append(session.id)
+                logger.warning("progress session %s failed: its worker is gone", session.id)
+                if ended.parent_id is not None:
+                    member = Member(session.id, session.operation_id)
+                    error = getattr(ended.state, "error_message", None)
+                    change = MemberChange(member, SubOperationState.FAILED, error=error)
+                    self._rollup.member_changed(ended.parent_id, change)
+            if len(page) < SWEEP_PAGE:
+                return failed
+            offset += SWEEP_PAGE
+
+    def start(self) -> None:
+        """Sweep from this process every ``heartbeat_timeout_seconds / 4`` (idempotent)."""
+        with self._lock:
+            if self._monitor is None:
+                interval_s = self._timeout.total_seconds() / SWEEPS_PER_TIMEOUT
+                self._monitor = LivenessMonitor(self.sweep, interval_s)
+                self._monitor.start()
+
+    def stop(self) -> None:
+        with self._lock:
+            monitor, self._monitor = self._monitor, None
+        if monitor is not None:
+            monitor.stop()
+
+    def after_fork(self) -> None:
+        """In a forked child: the parent's sweeping thread did not come along."""
+        self._monitor = None
+        self._lock = threading.Lock()
 
 
 class LivenessMonitor:
-    """A daemon thread that sweeps every ``heartbeat_timeout_seconds / 4``."""
+    """A daemon thread that calls ``sweep`` every ``interval_s``."""
 
-    def __init__(self, integration: Integration) -> None:
-        self._integration = integration
-        self._interval_s = integration.config.heartbeat_timeout_seconds / SWEEPS_PER_TIMEOUT
+    def __init__(self, sweep: Callable[[], object], interval_s: float) -> None:
+        self._sweep = sweep
+        self._interval_s = interval_s
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self._run, name="celery-progress-liveness", daemon=True
@@ -137,7 +185,7 @@ class LivenessMonitor:
     def _run(self) -> None:
         while not self._stop.wait(self._interval_s):
             try:
-                sweep(self._integration)
+                self._sweep()
             except Exception:
                 logger.exception("liveness sweep failed")
 
@@ -145,15 +193,3 @@ class LivenessMonitor:
         self._stop.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout=5)
-
-
-def start_liveness_monitor(app: Celery) -> None:
-    """Sweep for dead workers' sessions from this process too (a monitor, a dashboard)."""
-    from .install import install
-
-    install(app)
-    from .integration import integration_of
-
-    integration = integration_of(app)
-    assert integration is not None
-    integration.start_liveness()

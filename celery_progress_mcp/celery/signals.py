@@ -38,32 +38,34 @@ def _guarded(function: Receiver) -> Receiver:
 
 def connect(integration: Integration) -> list[tuple[Any, Receiver]]:
     """Connect the receivers; returns them, for ``disconnect``."""
-    tracked = integration.tracked
+    tracked = integration.tasks.tracked
+    dispatcher = integration.dispatcher
+    lifecycle = integration.lifecycle
 
     def before_task_publish(
         sender: Any = None, headers: Any = None, body: Any = None, **_: Any
     ) -> None:
-        task = integration.tracked_name(sender)
+        task = integration.tasks.tracked_named(sender)
         if task is not None:
-            integration.on_publish(task, headers or {}, body)
+            dispatcher.on_publish(task, headers or {}, body)
 
     def task_prerun(sender: Any = None, task_id: str | None = None, **_: Any) -> None:
         if task_id and tracked(sender):
-            integration.on_prerun(sender, task_id)
+            lifecycle.on_prerun(sender, task_id)
 
     def task_success(sender: Any = None, result: Any = None, **_: Any) -> None:
         if tracked(sender):
-            integration.on_success(sender, result)
+            lifecycle.on_success(sender, result)
 
     def task_failure(
         sender: Any = None, task_id: str | None = None, exception: Any = None, **_: Any
     ) -> None:
         if task_id and tracked(sender):
-            integration.on_failure(sender, task_id, exception)
+            lifecycle.on_failure(sender, task_id, exception)
 
     def task_retry(sender: Any = None, request: Any = None, reason: Any = None, **_: Any) -> None:
         if tracked(sender):
-            integration.on_retry(sender, request, reason)
+            lifecycle.on_retry(sender, request, reason)
 
     def task_revoked(
         sender: Any = None,
@@ -74,22 +76,23 @@ def connect(integration: Integration) -> list[tuple[Any, Receiver]]:
         **_: Any,
     ) -> None:
         if tracked(sender):
-            integration.on_revoked(sender, request, terminated, signum, expired)
+            lifecycle.on_revoked(sender, request, terminated, signum, expired)
 
     def task_postrun(sender: Any = None, task_id: str | None = None, **_: Any) -> None:
         if task_id and tracked(sender):
-            integration.on_postrun(task_id)
+            lifecycle.on_postrun(task_id)
 
     def celeryd_after_setup(sender: Any = None, instance: Any = None, **_: Any) -> None:
         if getattr(instance, "app", None) is integration.app:
-            integration.worker_task_events = bool(getattr(instance, "task_events", False))
+            sends = bool(getattr(instance, "task_events", False))
+            integration.task_events.worker_sends_task_events = sends
 
     def worker_ready(sender: Any = None, **_: Any) -> None:
         if getattr(sender, "app", None) is integration.app:
-            integration.start_liveness()
+            integration.liveness.start()
 
     def worker_shutdown(sender: Any = None, **_: Any) -> None:
-        integration.stop_liveness()
+        integration.liveness.stop()
 
     def worker_process_shutdown(**_: Any) -> None:
         integration.close()

@@ -25,7 +25,7 @@ from ..core.models import ProgressSession
 from ..core.states import TERMINAL_STATUSES, SessionStatus
 from ..store.base import Store
 from ..tracking.tracker import ProgressTracker
-from . import keys
+from . import metadata_keys as keys
 
 if TYPE_CHECKING:
     from celery import Celery

@@ -24,7 +24,6 @@ from rich.pretty import Pretty
 
 from ..celery import CeleryProgressTracker, start_liveness_monitor
 from ..celery.integration import integration_of
-from ..celery.liveness import sweep
 from ..core.errors import ProgressError
 from ..core.models import ProgressSession
 from ..core.states import ACTIVE_STATUSES, SessionStatus
@@ -205,7 +204,7 @@ def cleanup_command(ctx: click.Context) -> None:
     if app is not None:
         integration = integration_of(app)
         if integration is not None:
-            lost = sweep(integration)
+            lost = integration.liveness.sweep()
     result = tracker.cleanup_expired()
     click.echo(f"worker lost: {len(lost)}")
     click.echo(f"timed out:   {len(result.timed_out)}")

@@ -86,7 +86,7 @@ def test_sigkill_of_the_whole_worker_fails_its_sessions_after_the_heartbeat_time
     last_heartbeats = {r.id: project.tracker.get_session(r.id).heartbeat_at for r in results}
     integration = integration_of(project.app)
     assert integration is not None
-    integration.start_liveness()  # this process is the monitor
+    integration.liveness.start()  # this process is the monitor
 
     for result in results:
         session = finished(project.tracker, result.id, timeout_s=60)

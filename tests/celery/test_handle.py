@@ -17,8 +17,8 @@ from celery_progress_mcp import (
     ProgressTracker,
     TaskCancelled,
 )
-from celery_progress_mcp.celery.handle import TaskProgress
-from celery_progress_mcp.celery.runtime import Running
+from celery_progress_mcp.celery.task_progress import TaskProgress
+from celery_progress_mcp.celery.worker_runtime import Running
 from celery_progress_mcp.core.models import SubOperationState
 from celery_progress_mcp.testing import FakeClock
 

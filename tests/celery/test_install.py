@@ -18,7 +18,7 @@ from celery_progress_mcp import (
     progress_task,
 )
 from celery_progress_mcp.celery import uninstall
-from celery_progress_mcp.celery.fstransport import TRANSPORT
+from celery_progress_mcp.celery.filesystem_transport import TRANSPORT
 
 
 @pytest.fixture

@@ -6,8 +6,7 @@ import math
 
 import pytest
 
-from celery_progress_mcp.celery.recorder import ProgressRecorder
-from celery_progress_mcp.celery.translate import Translation, translate
+from celery_progress_mcp.celery.update_state import ProgressRecorder, Translation, translate
 
 
 def test_celery_progress_meta() -> None:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -39,9 +39,15 @@ from ..core.models import SubOperation, SubOperationUpdate
 from ..core.states import Cancelled, InProgress, Paused, SessionStatus
 from ..tracking.tracker import ProgressTracker
 from .errors import TaskCancelled
-from .runtime import Running
+from .worker_runtime import Running, WorkerRuntime
 
-__all__ = ["CANCEL_CHECK_INTERVAL_S", "SubOperationProgress", "TaskProgress"]
+__all__ = [
+    "CANCEL_CHECK_INTERVAL_S",
+    "ProgressHandles",
+    "SubOperationProgress",
+    "TaskProgress",
+    "detached",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +106,31 @@ def _ignore(*arguments: Any) -> None:
 
 def _step_number(value: Any) -> int | None:
     return value if type(value) is int and value >= 0 else None
+
+
+def _reporting(
+    iterable: Iterable[T], total: int | None, report: Callable[[int, int | None], None]
+) -> Iterator[T]:
+    """Yield from ``iterable``, calling ``report(done, total)`` now and then and at the end.
+
+    ``total`` defaults to ``len(iterable)`` where it has one.
+    """
+    if total is None:
+        try:
+            total = len(iterable)  # type: ignore[arg-type]
+        except TypeError:
+            total = None
+    done = 0
+    next_report_s = 0.0
+    clock = time.monotonic
+    for item in iterable:
+        yield item
+        done += 1
+        now_s = clock()
+        if now_s >= next_report_s:
+            next_report_s = now_s + ITER_REPORT_INTERVAL_S
+            report(done, total)
+    report(done, total)
 
 
 class TaskProgress:
@@ -182,28 +213,14 @@ class TaskProgress:
         ``total`` defaults to ``len(iterable)`` where it has one; without a
         total only the count is reported.
         """
-        if total is None:
-            try:
-                total = len(iterable)  # type: ignore[arg-type]
-            except TypeError:
-                total = None
-        done = 0
-        next_report_s = 0.0
-        clock = time.monotonic
-        for item in iterable:
-            yield item
-            done += 1
-            now_s = clock()
-            if now_s >= next_report_s:
-                next_report_s = now_s + ITER_REPORT_INTERVAL_S
-                self._count(done, total, step)
-        self._count(done, total, step)
 
-    def _count(self, done: int, total: int | None, step: str | None) -> None:
-        if total:
-            self.update(current=min(done, total), total=total, step=step)
-        else:
-            self.update(None, current=done, step=step)
+        def count(done: int, total: int | None) -> None:
+            if total:
+                self.update(current=min(done, total), total=total, step=step)
+            else:
+                self.update(None, current=done, step=step)
+
+        return _reporting(iterable, total, count)
 
     # -- sub-operations --------------------------------------------------------------
 
@@ -267,6 +284,41 @@ class TaskProgress:
             raise
         else:
             self._call(tracker.complete_sub_operation, self.session_id, sub_operation_id)
+
+    def update_sub_operation(
+        self,
+        sub_operation_id: str,
+        percentage: float | None = None,
+        *,
+        current: float | None = None,
+        total: float | None = None,
+        step: str | None = None,
+        **metadata: Any,
+    ) -> None:
+        """A stage's percentage (from ``current``/``total`` when omitted); coalesced.
+
+        ``step`` defaults to the stage's id. The session's own percentage
+        becomes its stages' weighted mean.
+        """
+        running = self._running
+        self._stop_if_cancelled()
+        percentage = _given_percentage(percentage, current, total)
+        if self._paused or time.monotonic() < self._backoff_until_s:
+            return
+        update = SubOperationUpdate(id=sub_operation_id, percentage=percentage, metadata=metadata)
+        state = _new_state(
+            status=_IN_PROGRESS,
+            percentage=None,  # the session's percentage rolls up from its stages
+            current_step=step if step is not None else sub_operation_id,
+            total_steps=None,
+            current_step_number=None,
+            eta_seconds=None,
+        )
+        self._call(self._update, self.session_id, state, (update,), None)
+        # The session's percentage is now its stages' mean: the worker's
+        # ticker reads it once per window for the parent's rollup.
+        running.from_sub_operations = True
+        running.dirty = True
 
     def _known_sub(self, sub_operation_id: str) -> SubOperation | None:
         """The sub-operation if the session has it already (a redelivered task)."""
@@ -369,44 +421,46 @@ class SubOperationProgress:
         **metadata: Any,
     ) -> None:
         """The stage's percentage (from ``current``/``total`` when omitted); coalesced."""
-        owner = self._owner
-        running = owner._running
-        owner._stop_if_cancelled()
-        percentage = _given_percentage(percentage, current, total)
-        if owner._paused or time.monotonic() < owner._backoff_until_s:
-            return
-        update = SubOperationUpdate(id=self.id, percentage=percentage, metadata=metadata)
-        state = _new_state(
-            status=_IN_PROGRESS,
-            percentage=None,  # the session's percentage rolls up from its stages
-            current_step=step if step is not None else self.id,
-            total_steps=None,
-            current_step_number=None,
-            eta_seconds=None,
+        self._owner.update_sub_operation(
+            self.id, percentage, current=current, total=total, step=step, **metadata
         )
-        owner._call(owner._update, owner.session_id, state, (update,), None)
-        # The session's percentage is now its stages' mean: the worker's
-        # ticker reads it once per window for the parent's rollup.
-        running.from_sub_operations = True
-        running.dirty = True
 
     def iter(
         self, iterable: Iterable[T], total: int | None = None, *, step: str | None = None
     ) -> Iterator[T]:
-        """``TaskProgress.iter`` for this stage."""
-        if total is None:
-            try:
-                total = len(iterable)  # type: ignore[arg-type]
-            except TypeError:
-                total = None
-        done = 0
-        next_report_s = 0.0
-        for item in iterable:
-            yield item
-            done += 1
-            now_s = time.monotonic()
-            if total and now_s >= next_report_s:
-                next_report_s = now_s + ITER_REPORT_INTERVAL_S
+        """``TaskProgress.iter`` for this stage (without a total nothing is reported)."""
+
+        def count(done: int, total: int | None) -> None:
+            if total:
                 self.update(current=min(done, total), total=total, step=step)
-        if total:
-            self.update(current=min(done, total), total=total, step=step)
+
+        return _reporting(iterable, total, count)
+
+
+def detached() -> TaskProgress:
+    """A handle for a task called directly (no request id): it reports nowhere."""
+    return TaskProgress(None, "detached")
+
+
+class ProgressHandles:
+    """``self.progress`` of the tasks running in this process: one handle per task run."""
+
+    def __init__(self, tracker: ProgressTracker, runtime: WorkerRuntime) -> None:
+        self._tracker = tracker
+        self._runtime = runtime
+
+    def of_task(self, task_name: str, task_id: str | None) -> TaskProgress:
+        """The running task's handle (made on first use); detached without a task id."""
+        if task_id is None:
+            return detached()
+        running = self._runtime.get(task_id)
+        if running is None:
+            running = Running(session_id=task_id, task_name=task_name)
+        handle: TaskProgress | None = running.extra.get("handle")
+        if handle is None:
+            handle = running.extra["handle"] = TaskProgress(self._tracker, task_id, running)
+        return handle
+
+    def of_session(self, session_id: str) -> TaskProgress:
+        """A handle on another task's session (``update_state(task_id=...)`` of another task)."""
+        return TaskProgress(self._tracker, session_id)

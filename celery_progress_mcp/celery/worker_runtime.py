@@ -11,7 +11,11 @@ with the first task of the process, does the periodic work:
   sub-operation at most once per coalescing window (the task's own updates
   are coalesced by the tracker; this is the parent's share);
 * Celery events: a ``task-progress`` event per window for tasks whose
-  progress moved, when the worker sends task events (``-E``).
+  progress moved, when the worker sends task events (``-E``), so Flower
+  shows the PROGRESS state (:class:`TaskProgressEvents`).
+
+The chores themselves belong to the integration's other parts (liveness,
+canvas rollup, result-backend writes); the runtime only says when.
 """
 
 from __future__ import annotations
@@ -21,9 +25,18 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["HEARTBEATS_PER_TIMEOUT", "Running", "WorkerRuntime"]
+if TYPE_CHECKING:
+    from celery import Celery
+
+__all__ = [
+    "HEARTBEATS_PER_TIMEOUT",
+    "TASK_PROGRESS_EVENT",
+    "Running",
+    "TaskProgressEvents",
+    "WorkerRuntime",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +44,8 @@ logger = logging.getLogger(__name__)
 HEARTBEATS_PER_TIMEOUT = 4
 #: The ticker's shortest period, whatever the coalescing window.
 MIN_TICK_S = 0.05
+#: Celery's event type for a task's progress; Flower shows it as the state ``PROGRESS``.
+TASK_PROGRESS_EVENT = "task-progress"
 
 
 @dataclass(slots=True)
@@ -61,7 +76,7 @@ class Running:
     cancel_reason: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
     #: A result-backend write of ``update_state`` waiting for the window to end:
-    #: (state, meta, request); see ``Integration.defer_backend_write``.
+    #: (state, meta, request); see :class:`.update_state.BackendWrites`.
     backend_pending: tuple[str, Any, Any] | None = None
     backend_written_s: float = float("-inf")
     #: Set when the task returned: no progress state may overwrite its result.
@@ -163,3 +178,45 @@ class WorkerRuntime:
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=5)
+
+    def after_fork(self) -> None:
+        """In a forked child: the parent's tasks and ticker are not this process's."""
+        self._lock = threading.Lock()
+        self.running = {}
+        self._thread = None
+        self._wake = threading.Event()
+
+
+class TaskProgressEvents:
+    """Celery's own ``task-progress`` event, so Flower (and ``celery events``) show progress.
+
+    Flower turns an event named ``task-<name>`` into the state ``<NAME>``; the
+    fields ride along. Sent from the worker's ticker, at most once per
+    coalescing window per task, only where the worker sends task events
+    (``celery worker -E``, or ``app.conf.progress_task_events = True``).
+    """
+
+    def __init__(self, app: Celery, enabled: bool | None) -> None:
+        """``enabled`` None follows the worker's ``-E``."""
+        self._app = app
+        self._enabled = enabled
+        #: Whether this worker sends task events (``-E``), learnt at worker start.
+        self.worker_sends_task_events = False
+
+    def emit(self, running: Running) -> None:
+        """Send one ``task-progress`` event with the task's latest progress, if enabled."""
+        enabled = self._enabled
+        if enabled is None:
+            enabled = self.worker_sends_task_events
+        if not enabled:
+            return
+        with self._app.events.default_dispatcher(hostname=running.hostname) as dispatcher:
+            dispatcher.send(
+                TASK_PROGRESS_EVENT,
+                uuid=running.session_id,
+                state="PROGRESS",
+                percent=running.percentage,
+                current=running.current,
+                total=running.total,
+                description=running.step,
+            )

@@ -26,7 +26,7 @@ from kombu.utils.json import dumps
 __all__ = ["TRANSPORT", "Channel", "Transport"]
 
 #: What ``broker_transport`` is set to (``module:Class``, as kombu resolves it).
-TRANSPORT = "celery_progress_mcp.celery.fstransport:Transport"
+TRANSPORT = "celery_progress_mcp.celery.filesystem_transport:Transport"
 #: Suffix of a message file being written; consumers only take ``.msg`` files.
 PARTIAL_SUFFIX = ".part"
 

@@ -1,0 +1,189 @@
+"""Dispatch: ``before_task_publish`` creates sessions, groups are sealed when sent.
+
+A plain task's session is created before ``delay()`` returns. A group's (or
+chord's) members are only noted as they are published (:class:`Dispatches`),
+and the group's session gets them all at once when its ``GroupResult`` is
+built, that is once the whole group is sent (see :mod:`.canvas`):
+dispatching a group of a thousand costs two store writes, not a thousand. A
+member's own session is made when it starts. A chain's session and its
+tasks' sessions are made from its first message, which carries the rest of
+the chain.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .canvas import Member, seal_mutation
+from .metadata_keys import (
+    CALLBACK,
+    KIND,
+    KIND_CHAIN,
+    KIND_CHORD,
+    KIND_GROUP,
+    MEMBERS,
+    ROLE,
+    ROLE_CALLBACK,
+    SEALED,
+)
+from .safe_sessions import SafeSessions
+from .task import TrackedTasks
+from .tracker import chain_session_id
+
+if TYPE_CHECKING:
+    from celery import Task
+
+__all__ = ["MAX_DISPATCHING_GROUPS", "DispatchRecord", "Dispatcher", "Dispatches"]
+
+#: Groups whose dispatch this process follows at once (older records are dropped).
+MAX_DISPATCHING_GROUPS = 1000
+#: A chord callback's position among its chord's members: after every header task.
+CALLBACK_INDEX = 1 << 30
+
+
+@dataclass(slots=True)
+class DispatchRecord:
+    """A group being dispatched by this process: its members so far."""
+
+    group_id: str
+    kind: str
+    members: list[Member] = field(default_factory=list)
+    callback: Member | None = None
+
+
+class Dispatches:
+    """Groups this process is dispatching, until their ``GroupResult`` seals them."""
+
+    def __init__(self, limit: int = MAX_DISPATCHING_GROUPS) -> None:
+        self._limit = limit
+        self._lock = threading.Lock()
+        self._records: OrderedDict[str, DispatchRecord] = OrderedDict()
+
+    def record(self, group_id: str, kind: str, member: Member, callback: Member | None) -> bool:
+        """Note a published member; True for the first member of the group seen here."""
+        with self._lock:
+            record = self._records.get(group_id)
+            first = record is None
+            if record is None:
+                record = self._records[group_id] = DispatchRecord(group_id, kind)
+                while len(self._records) > self._limit:
+                    self._records.popitem(last=False)
+            record.members.append(member)
+            if callback is not None:
+                record.callback = callback
+            return first
+
+    def take(self, group_id: str) -> DispatchRecord | None:
+        with self._lock:
+            return self._records.pop(group_id, None)
+
+    def __contains__(self, group_id: object) -> bool:
+        return group_id in self._records
+
+    def after_fork(self) -> None:
+        """In a forked child: the parent's dispatches are the parent's to seal."""
+        self._lock = threading.Lock()
+        self._records = OrderedDict()
+
+
+class Dispatcher:
+    """``before_task_publish`` and the sealing of groups."""
+
+    def __init__(self, tasks: TrackedTasks, sessions: SafeSessions) -> None:
+        self._tasks = tasks
+        self._sessions = sessions
+        self.dispatches = Dispatches()
+
+    def after_fork(self) -> None:
+        """In a forked child: the parent's dispatches are the parent's to seal."""
+        self.dispatches.after_fork()
+
+    def on_publish(self, task: Task, headers: Mapping[str, Any], body: Any) -> None:
+        task_id = headers.get("id")
+        if not task_id or headers.get("retries"):
+            return  # a retry's message: its session goes on
+        embed = body[2] if isinstance(body, tuple | list) and len(body) >= 3 else None
+        embed = embed if isinstance(embed, dict) else {}
+        group_id = headers.get("group")
+        group_index = headers.get("group_index")
+        if group_id and group_index is not None:
+            self._member_published(task, task_id, group_id, group_index, embed.get("chord"))
+            return
+        sessions = self._sessions
+        metadata = self._tasks.metadata(task, headers)
+        parent_id = None
+        if group_id:
+            parent_id = group_id  # a chord's callback carries its header's group id
+            metadata[ROLE] = ROLE_CALLBACK
+        chain = embed.get("chain")
+        rest = self._chain_members(chain) if chain and parent_id is None else None
+        if rest is not None and sessions.committed(task_id) is None:
+            parent_id = chain_session_id(task_id)
+            first = Member(task_id, task.name, self._tasks.weight(task), 0)
+            self._start_chain(parent_id, [first, *rest])
+        created = sessions.create(task_id, task.name, metadata, parent_id)
+        if created and rest:
+            for member in rest:
+                member_task = self._tasks.named(member.name)
+                meta = self._tasks.metadata(member_task, {}) if member_task else {}
+                sessions.create(member.id, member.name, meta, parent_id)
+
+    def _member_published(
+        self, task: Task, task_id: str, group_id: str, index: Any, chord: Any
+    ) -> None:
+        member = Member(task_id, task.name, self._tasks.weight(task), int(index))
+        callback = self._callback_of(chord)
+        kind = KIND_CHORD if callback is not None else KIND_GROUP
+        if self.dispatches.record(group_id, kind, member, callback):
+            metadata: dict[str, Any] = {KIND: kind, SEALED: False}
+            if callback is not None:
+                metadata[CALLBACK] = callback.id
+            self._sessions.create(group_id, f"celery.{kind}", metadata, None)
+
+    def _callback_of(self, chord: Any) -> Member | None:
+        if not isinstance(chord, dict):
+            return None
+        options = chord.get("options") or {}
+        callback_id = options.get("task_id")
+        name = chord.get("task")
+        if not callback_id or not isinstance(name, str):
+            return None
+        weight = self._tasks.weight(self._tasks.named(name))
+        return Member(callback_id, name, weight, CALLBACK_INDEX)
+
+    def _chain_members(self, chain: Any) -> list[Member] | None:
+        """The chain's remaining tasks in order, if all are tracked plain tasks."""
+        if not isinstance(chain, list):
+            return None
+        members = []
+        for position, signature in enumerate(reversed(chain), start=1):
+            if not isinstance(signature, dict) or signature.get("subtask_type"):
+                return None
+            name = signature.get("task")
+            task_id = (signature.get("options") or {}).get("task_id")
+            task = self._tasks.tracked_named(name)
+            if task is None or not task_id:
+                return None
+            members.append(Member(task_id, task.name, self._tasks.weight(task), position))
+        return members
+
+    def _start_chain(self, chain_id: str, members: list[Member]) -> None:
+        metadata = {KIND: KIND_CHAIN, SEALED: True, MEMBERS: len(members)}
+        if not self._sessions.create(chain_id, "celery.chain", metadata, None):
+            return
+        self._seal(chain_id, members, None)
+
+    def seal(self, group_id: str) -> None:
+        """The group's dispatch finished (its ``GroupResult`` was built here)."""
+        record = self.dispatches.take(group_id)
+        if record is not None:
+            self._seal(group_id, record.members, record.callback)
+
+    def _seal(self, parent_id: str, members: list[Member], callback: Member | None) -> None:
+        tracker = self._sessions.tracker
+        mutation = seal_mutation(tracker.engine, members, callback, tracker.clock.now())
+        self._sessions.mutate(parent_id, mutation)
