@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from celery_progress_mcp import ProgressSession, ProgressTracker
-from celery_progress_mcp.core.errors import SessionNotFound
 from celery_progress_mcp.core.states import TERMINAL_STATUSES
-from tests.celery.workers import wait_for
+from celery_progress_mcp.testing import eventually
 
 __all__ = ["finished", "history_percentages", "wait_status"]
 
@@ -22,15 +21,10 @@ def wait_status(
     wanted = {statuses} if isinstance(statuses, str) else set(statuses)
 
     def reached() -> ProgressSession | None:
-        try:
-            session = tracker.get_session(session_id)
-        except SessionNotFound:
-            return None
+        session = tracker.get_session(session_id)  # SessionNotFound: not yet
         return session if session.state.status in wanted else None
 
-    found = wait_for(reached, timeout_s)
-    assert isinstance(found, ProgressSession)
-    return found
+    return eventually(reached, timeout_s=timeout_s, what=f"session {session_id} in {wanted}")
 
 
 def finished(tracker: ProgressTracker, session_id: str, timeout_s: float = 60.0) -> ProgressSession:

@@ -7,20 +7,34 @@ from celery.result import AsyncResult
 
 from celery_progress_mcp import Completed, Failed, ProgressEvent, ProgressSession
 from celery_progress_mcp.core.models import SubOperationState
+from celery_progress_mcp.testing import eventually
 from tests.celery.helpers import finished
 from tests.celery.project import Project
-from tests.celery.workers import wait_for
 
 MEMBERS = 20
+#: The parent's last event: nothing is logged for it afterwards.
+ENDING_EVENTS = ("SessionCompleted", "SessionFailed", "SessionCancelled")
 
 
 def _parent_events(project: Project, session_id: str, since: int) -> list[ProgressEvent]:
-    """Every logged event of the parent session, read back in order from the store."""
+    """Every logged event of the ended parent session, read back in order from the store."""
     with project.tracker.subscribe_to_events(session_id=session_id, since=since) as events:
         found = []
-        while (event := events.get(timeout=0.5)) is not None:
+        while (event := events.get(timeout=30)) is not None:
             found.append(event)
-        return found
+            if event.event_type in ENDING_EVENTS:
+                return found
+        raise AssertionError(f"the log holds no end of {session_id}: {found}")
+
+
+def _completed(project: Project, result: object) -> ProgressSession:
+    """The session of a Celery result, once completed."""
+
+    def completed() -> ProgressSession | None:
+        session = project.tracker.session_for(result)
+        return session if session.state.status == "completed" else None
+
+    return eventually(completed, timeout_s=30, what=f"the session of {result} to complete")
 
 
 def _check_rollup(events: list[ProgressEvent], session: ProgressSession) -> None:
@@ -58,9 +72,7 @@ def test_a_chord_is_one_session_with_its_callback_last(project: Project) -> None
     since = project.tracker.store.last_seq()
     result = chord(project.piece.s(index) for index in range(MEMBERS))(project.merge.s())
     assert result.get(timeout=60) == sum(range(MEMBERS))
-    session = wait_for(
-        lambda: (s := project.tracker.session_for(result)).state.status == "completed" and s, 30
-    )
+    session = _completed(project, result)
     assert isinstance(session, ProgressSession)
     assert session.metadata["celery_kind"] == "chord"
     assert len(session.sub_operations) == MEMBERS + 1
@@ -85,9 +97,7 @@ def test_a_failing_member_fails_the_group_naming_it(project: Project) -> None:
 def test_a_chain_is_one_session_with_its_tasks_in_order(project: Project) -> None:
     result = chain(project.piece.si(1), project.piece.si(2), project.piece.si(3)).apply_async()
     assert result.get(timeout=60) == 3
-    session = wait_for(
-        lambda: (s := project.tracker.session_for(result)).state.status == "completed" and s, 30
-    )
+    session = _completed(project, result)
     assert isinstance(session, ProgressSession)
     assert session.metadata["celery_kind"] == "chain"
     ids = [result.parent.parent.id, result.parent.id, result.id]
@@ -97,7 +107,11 @@ def test_a_chain_is_one_session_with_its_tasks_in_order(project: Project) -> Non
 
 def test_cancelling_a_group_session_cancels_and_revokes_its_members(project: Project) -> None:
     result = group(project.piece.s(index, 0.2) for index in range(6)).apply_async()
-    wait_for(lambda: project.tracker.session_for(result).state.status == "in_progress", 30)
+    eventually(
+        lambda: project.tracker.session_for(result).state.status == "in_progress",
+        timeout_s=30,
+        what="the group to start",
+    )
     project.tracker.cancel_session(result.id, "no longer needed")
     session = finished(project.tracker, result.id)
     assert session.state.status == "cancelled"
@@ -106,6 +120,6 @@ def test_cancelling_a_group_session_cancels_and_revokes_its_members(project: Pro
         states = [AsyncResult(member.id, app=project.app).state for member in result.results]
         return all(state in ("REVOKED", "SUCCESS") for state in states)
 
-    wait_for(members_ended, 60)
+    eventually(members_ended, timeout_s=60)
     states = [AsyncResult(member.id, app=project.app).state for member in result.results]
     assert "REVOKED" in states  # the members that had not finished never ran to the end

@@ -12,7 +12,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -21,10 +20,11 @@ import pytest
 
 from celery_progress_mcp import Completed, Failed, ProgressEvent
 from celery_progress_mcp.celery.integration import integration_of
+from celery_progress_mcp.testing import eventually
 from tests.celery.conftest import close_project, project_config
 from tests.celery.helpers import finished, wait_status
 from tests.celery.project import Project, make_project
-from tests.celery.workers import Worker, start_worker, wait_for
+from tests.celery.workers import Worker, start_worker
 
 #: The heartbeat timeout of the whole-worker test: small, so the test is short.
 HEARTBEAT_TIMEOUT_S = 3.0
@@ -43,7 +43,7 @@ def projects(tmp_path: Path) -> Iterator[list[tuple[Project, list[Worker]]]]:
 
 
 def _marker_pid(path: Path) -> int:
-    found = wait_for(lambda: path.exists() and path.read_text(), 30)
+    found = eventually(lambda: path.exists() and path.read_text(), timeout_s=30, what=f"{path}")
     return int(str(found))
 
 
@@ -109,7 +109,11 @@ def test_a_redelivered_acks_late_task_continues_its_session(
     marker = tmp_path / "resumable"
     result = project.resumable.delay(str(marker), 10)
     _marker_pid(marker)
-    wait_for(lambda: project.tracker.get_session(result.id).percentage >= 50.0, 30)
+    eventually(
+        lambda: project.tracker.get_session(result.id).percentage >= 50.0,
+        timeout_s=30,
+        what="half the first run",
+    )
 
     first.kill()
     second = start_worker(project, tmp_path, concurrency=1, tag="second")
@@ -151,7 +155,7 @@ def _start_redis(port: int, directory: Path) -> subprocess.Popen[bytes]:
         except OSError:
             return False
 
-    wait_for(answers, 30)
+    eventually(answers, timeout_s=30, what=f"redis on port {port}")
     return process
 
 
@@ -171,9 +175,20 @@ def test_a_redis_restart_mid_run_loses_no_event_and_no_final_state(
         for result in results:
             wait_status(project.tracker, result.id, "in_progress")
 
+        before = {
+            result.id: project.tracker.get_session(result.id).percentage for result in results
+        }
         redis.kill()
         redis.wait(10)
-        time.sleep(1.0)  # the broker is down while the tasks report progress
+
+        def reported_while_down() -> bool:
+            return all(
+                project.tracker.get_session(result.id).percentage > before[result.id]
+                for result in results
+            )
+
+        # The broker is down while the tasks report progress.
+        eventually(reported_while_down, timeout_s=30)
         redis = _start_redis(port, tmp_path)
 
         for result in results:
@@ -182,12 +197,12 @@ def test_a_redis_restart_mid_run_loses_no_event_and_no_final_state(
         events: list[ProgressEvent] = []
 
         def both_completed() -> bool:
-            while (event := subscription.get(timeout=0.2)) is not None:
+            while (event := subscription.get_nowait()) is not None:
                 events.append(event)
             done = {e.session_id for e in events if e.event_type == "SessionCompleted"}
             return done >= {result.id for result in results}
 
-        wait_for(both_completed, 60)
+        eventually(both_completed, timeout_s=60)
         subscription.close()
         seqs = [event.seq for event in events]
         assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))  # resumed, with no gap

@@ -15,9 +15,9 @@ from celery.result import AsyncResult
 
 from celery_progress_mcp import Cancelled, Completed, Failed, ProgressEvent, Subscription
 from celery_progress_mcp.core.models import SubOperationState
+from celery_progress_mcp.testing import eventually
 from tests.celery.helpers import finished, history_percentages, wait_status
 from tests.celery.project import Project
-from tests.celery.workers import wait_for
 
 
 def _events_until_end(subscription: Subscription, timeout_s: float = 30.0) -> list[ProgressEvent]:
@@ -31,8 +31,17 @@ def _events_until_end(subscription: Subscription, timeout_s: float = 30.0) -> li
             event.data.get("status") in ("completed", "failed", "cancelled") for event in events
         )
 
-    wait_for(ended, timeout_s)
+    eventually(ended, timeout_s=timeout_s, what="the session's final event")
     return events
+
+
+def _revoked(project: Project, task_id: str) -> None:
+    """Wait until the result backend says the task was revoked."""
+    eventually(
+        lambda: AsyncResult(task_id, app=project.app).state == "REVOKED",
+        timeout_s=30,
+        what=f"task {task_id} REVOKED",
+    )
 
 
 def test_dispatch_creates_the_session_before_any_worker_runs(project: Project) -> None:
@@ -157,7 +166,7 @@ def test_cooperative_cancel_raises_task_cancelled(project: Project) -> None:
     result = project.endless.delay()
     wait_status(project.tracker, result.id, "in_progress")
     project.tracker.cancel_session(result.id, "the user changed their mind")
-    wait_for(lambda: AsyncResult(result.id, app=project.app).state == "REVOKED", 30)
+    _revoked(project, result.id)
     session = project.tracker.get_session(result.id)
     assert isinstance(session.state, Cancelled)
     assert session.state.reason == "the user changed their mind"
@@ -167,14 +176,14 @@ def test_task_cancelled_is_not_swallowed_by_except_exception(project: Project) -
     result = project.swallow.delay()
     wait_status(project.tracker, result.id, "in_progress")
     project.tracker.cancel_session(result.id, "stop")
-    wait_for(lambda: AsyncResult(result.id, app=project.app).state == "REVOKED", 30)
+    _revoked(project, result.id)
     assert result.result != "swallowed"
 
 
 def test_cancelling_a_queued_task_revokes_it(project: Project) -> None:
     result = project.count.apply_async((5,), countdown=2)
     project.tracker.cancel_session(result.id, "not needed")
-    wait_for(lambda: AsyncResult(result.id, app=project.app).state == "REVOKED", 30)
+    _revoked(project, result.id)
     session = project.tracker.get_session(result.id)
     assert isinstance(session.state, Cancelled)
     assert not any(snap.state.status == "in_progress" for snap in session.history)
@@ -209,7 +218,7 @@ def test_celery_events_show_the_progress_state_as_flower_does(project: Project) 
         return task is not None and task.state == "PROGRESS"
 
     try:
-        wait_for(progress_seen, 30)
+        eventually(progress_seen, timeout_s=30)
     finally:
         stop.set()
         thread.join(10)

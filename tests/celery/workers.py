@@ -2,7 +2,7 @@
 
 ``start_worker`` waits until the worker answers a ping; ``Worker`` can stop
 it, kill it (the whole process group, as a machine going away would), and
-name its pool processes.
+name its pool processes. Tests wait with :func:`celery_progress_mcp.testing.eventually`.
 """
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from celery_progress_mcp.testing import eventually
 from tests.celery.project import Project
 
-__all__ = ["ROOT", "Worker", "start_worker", "wait_for"]
+__all__ = ["ROOT", "Worker", "start_worker"]
 
 ROOT = Path(__file__).resolve().parents[2]
 #: A worker that does not answer a ping within this long failed to start.
@@ -95,26 +95,18 @@ def start_worker(
             start_new_session=True,
         )
     worker = Worker(process, name, log)
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
+
+    def answers() -> bool:
         if process.poll() is not None:
             raise RuntimeError(f"the worker exited at start:\n{worker.log_tail()}")
         pinged = project.app.control.ping(destination=[name], timeout=1.0)
-        if pinged and len(worker.pool_pids()) >= concurrency:
-            return worker
-        time.sleep(0.2)
-    worker.kill()
-    raise RuntimeError(f"the worker did not start within {START_TIMEOUT_S} s:\n{worker.log_tail()}")
+        return bool(pinged) and len(worker.pool_pids()) >= concurrency
 
-
-def wait_for(condition: object, timeout_s: float = 30.0, interval_s: float = 0.05) -> object:
-    """Poll ``condition()`` until it returns something truthy; fail after ``timeout_s``."""
-    assert callable(condition)
-    deadline = time.monotonic() + timeout_s
-    last: object = None
-    while time.monotonic() < deadline:
-        last = condition()
-        if last:
-            return last
-        time.sleep(interval_s)
-    raise AssertionError(f"condition not met within {timeout_s} s (last value: {last!r})")
+    try:
+        eventually(answers, timeout_s=START_TIMEOUT_S, interval_s=0.2, what="the worker's start")
+    except AssertionError:
+        worker.kill()
+        raise RuntimeError(
+            f"the worker did not start within {START_TIMEOUT_S} s:\n{worker.log_tail()}"
+        ) from None
+    return worker
