@@ -52,6 +52,7 @@ __all__ = [
     "Member",
     "MemberChange",
     "Rollup",
+    "chain_session_id",
     "member_mutation",
     "seal_mutation",
 ]
@@ -204,6 +205,11 @@ def _combine(parent: ProgressSession, steps: Iterable[Change]) -> Change:
     events = tuple(event for step in steps for event in step.events)
     snapshot = next((step.snapshot for step in reversed(steps) if step.snapshot), None)
     return Change(steps[-1].session, events, snapshot)
+
+
+def chain_session_id(first_task_id: str) -> str:
+    """The id of a chain's own session (its tasks keep theirs)."""
+    return f"chain:{first_task_id}"
 
 
 class Rollup:

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .canvas import Member, seal_mutation
+from .canvas import Member, chain_session_id, seal_mutation
 from .metadata_keys import (
     CALLBACK,
     KIND,
@@ -32,7 +32,6 @@ from .metadata_keys import (
 )
 from .safe_sessions import SafeSessions
 from .task import TrackedTasks
-from .tracker import chain_session_id
 
 if TYPE_CHECKING:
     from celery import Task

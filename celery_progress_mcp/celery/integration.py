@@ -22,21 +22,11 @@ the broker do.
 
 from __future__ import annotations
 
-import hashlib
-import logging
-import os
-import threading
-import weakref
 from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..bus.base import EventBus
-from ..bus.kombu import KombuBus
-from ..bus.local import LocalBus
 from ..core.config import ProgressConfig
-from ..store.base import Store
-from ..store.memory import MemoryStore
+from ..tracking import forks
 from .canvas import Rollup
 from .dispatch import Dispatcher
 from .errors import TaskCancelled
@@ -53,49 +43,13 @@ from .worker_runtime import HEARTBEATS_PER_TIMEOUT, TaskProgressEvents, WorkerRu
 if TYPE_CHECKING:
     from celery import Celery, Task
 
-__all__ = ["Integration", "exchange_for", "integration_of"]
-
-logger = logging.getLogger(__name__)
-
-_integrations: weakref.WeakSet[Integration] = weakref.WeakSet()
-_fork_hook = threading.Lock()
-_fork_hook_registered = False
+__all__ = ["Integration", "integration_of"]
 
 
 def integration_of(app: Celery) -> Integration | None:
     """The integration ``install(app)`` made for ``app``, if any."""
     hooks = hooks_of(app)
     return hooks if isinstance(hooks, Integration) else None
-
-
-def exchange_for(prefix: str, store_url: str) -> str:
-    """The fanout exchange of one store: apps sharing a broker but not a store never mix.
-
-    Sequence numbers are per store, so a subscriber must only see its own
-    store's events; the exchange name carries a digest of the store's URL
-    (password left out), the same in every process configured alike.
-    """
-    from sqlalchemy.engine import make_url
-
-    try:
-        url = make_url(store_url)
-        database = url.database or ""
-        if url.get_backend_name() == "sqlite" and database not in ("", ":memory:"):
-            database = str(Path(database).resolve())
-        identity = "|".join(
-            [
-                url.get_backend_name(),
-                url.host or "",
-                str(url.port or ""),
-                url.username or "",
-                database,
-                str(sorted(url.query.items())),
-            ]
-        )
-    except Exception:
-        identity = store_url
-    digest = hashlib.sha256(identity.encode()).hexdigest()[:12]
-    return f"{prefix}.{digest}"
 
 
 class Integration:
@@ -109,9 +63,10 @@ class Integration:
         self.connections: list[tuple[Any, Any]] = []
         #: The app's ``GroupResult`` class before ``install`` wrapped it.
         self.group_result_class: Any = None
-        self.tracker = CeleryProgressTracker(app, config, self._parts)
+        self.tracker = CeleryProgressTracker.for_app(app, config, settings)
+        progress = self.tracker.tracker
         self.tasks = TrackedTasks(app, settings.member_weight)
-        sessions = SafeSessions(self.tracker)
+        sessions = SafeSessions(progress)
         self.rollup = Rollup(sessions)
         self.liveness = Liveness(sessions, self.rollup, config.heartbeat_timeout_seconds)
         self.task_events = TaskProgressEvents(app, settings.task_events)
@@ -125,15 +80,14 @@ class Integration:
             session_percentage=self.rollup.session_percentage,
             flush_backend=writes.flush,
         )
-        self.handles = ProgressHandles(self.tracker, self.runtime)
+        self.handles = ProgressHandles(progress, self.runtime)
         self.dispatcher = Dispatcher(self.tasks, sessions)
         self.lifecycle = TaskLifecycle(self.tasks, sessions, self.rollup, self.runtime)
         self.update_states = UpdateStates(
             self.handles, self.runtime, writes, settings.update_state_to_backend
         )
-        self._pid = os.getpid()
-        _integrations.add(self)
-        _watch_forks()
+        # After the tracker, which registered itself: renewed after it in a child.
+        forks.renew_after_fork(self)
 
     # -- what a tracked task asks (TaskHooks) ----------------------------------------
 
@@ -151,37 +105,6 @@ class Integration:
     ) -> bool:
         return self.update_states.record(task, task_id, state, meta, options)
 
-    # -- the store and the bus -----------------------------------------------------------
-
-    def _parts(self, forked: bool) -> tuple[Store, EventBus]:
-        url = self.config.store_url
-        store: Store
-        if url in ("memory://", "memory:", "memory"):
-            store = MemoryStore()
-        else:
-            from ..store.sql import SqlStore
-
-            store = SqlStore(url, create_schema=not forked)
-        return store, self._bus_for(store)
-
-    def _bus_for(self, store: Store) -> EventBus:
-        kind = self.settings.bus
-        if kind == "local" or isinstance(store, MemoryStore):
-            return LocalBus()
-        app = self.app
-        bus = KombuBus(
-            app.connection_for_write(),
-            connection_pool=lambda: app.pool,  # looked up when first used: after a fork
-            backfill=store.events_since,
-            latest_seq=store.last_seq,
-            exchange=exchange_for(self.settings.bus_exchange, self.config.store_url),
-            poll_interval_s=self.settings.poll_interval_seconds,
-            consume=False,
-        )
-        if kind == "poll":
-            bus.fanout = False
-        return bus
-
     # -- life ------------------------------------------------------------------------------
 
     def after_fork(self) -> None:
@@ -189,26 +112,8 @@ class Integration:
         self.runtime.after_fork()
         self.dispatcher.after_fork()
         self.liveness.after_fork()
-        self._pid = os.getpid()
 
     def close(self) -> None:
         self.liveness.stop()
         self.runtime.stop()
         self.tracker.close()
-
-
-def _watch_forks() -> None:
-    global _fork_hook_registered
-    with _fork_hook:
-        if not _fork_hook_registered and hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=_after_fork_in_child)
-            _fork_hook_registered = True
-
-
-def _after_fork_in_child() -> None:
-    for integration in list(_integrations):
-        if integration._pid != os.getpid():
-            try:
-                integration.after_fork()
-            except Exception:
-                logger.exception("progress integration could not be renewed after fork")

@@ -210,7 +210,7 @@ class TaskLifecycle:
         task_id = task.request.id or exc.session_id
         running = self._runtime.finished(task_id)
         with contextlib.suppress(ProgressError):  # cancelled from outside: it is already
-            self._tracker.cancel_session(task_id, exc.reason or "cancelled", revoke=False)
+            self._tracker.cancel_session(task_id, exc.reason or "cancelled")
         if not getattr(task, "ignore_result", False):
             try:
                 task.backend.mark_as_revoked(

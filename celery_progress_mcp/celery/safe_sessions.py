@@ -14,7 +14,7 @@ from typing import Any, ParamSpec
 from ..core.errors import InvalidProgress, InvalidTransition, ProgressError, SessionNotFound
 from ..core.models import ProgressSession
 from ..store.base import Mutation
-from .tracker import CeleryProgressTracker
+from ..tracking.tracker import ProgressTracker
 
 __all__ = ["SafeSessions"]
 
@@ -26,7 +26,7 @@ P = ParamSpec("P")
 class SafeSessions:
     """Create, change and read sessions for the integration; never raises into Celery."""
 
-    def __init__(self, tracker: CeleryProgressTracker) -> None:
+    def __init__(self, tracker: ProgressTracker) -> None:
         self.tracker = tracker
 
     def create(

@@ -1,60 +1,130 @@
-"""``CeleryProgressTracker``: a ProgressTracker that knows its Celery app.
+"""``CeleryProgressTracker``: the tracker ``install(app)`` returns, for one Celery app.
 
-What it adds to the tracker (whose core stays free of Celery):
+It composes a :class:`~celery_progress_mcp.tracking.tracker.ProgressTracker`
+(``.tracker``), whose whole public API it offers (each method forwarded, see
+:class:`forwarded`), and adds what only Celery knows:
 
 * ``cancel_session`` on a task's session also revokes the task, so a task
   still queued never runs (a running one stops at its next update); on a
   group, chord or chain's session it cancels and revokes every member;
 * ``session_for(result)``: the session a user means by an ``AsyncResult``, a
   ``GroupResult`` or a chord's result;
-* queued task sessions are spared by the session timeout (``may_time_out``);
-* after a ``fork`` (prefork pool children, or any other) the child gets
-  a fresh store and bus, made by ``parts``, instead of the parent's.
+* ``revoke`` and ``is_finished``;
+* queued task sessions are spared by the session timeout (:func:`may_time_out`).
+
+The store and the bus are made from the app's settings: the store its URL
+names, and a bus on the app's broker (:func:`bus_for`). After a ``fork`` the
+tracker, its store and its bus renew themselves (``tracking.forks``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from collections.abc import Callable, Collection, Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Collection
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Self, TypeVar, overload
 
 from ..bus.base import EventBus
+from ..bus.kombu import KombuBus
+from ..bus.local import LocalBus
 from ..core.config import ProgressConfig
 from ..core.errors import ProgressError, SessionNotFound
 from ..core.models import ProgressSession
 from ..core.states import TERMINAL_STATUSES, SessionStatus
 from ..store.base import Store
+from ..store.memory import MemoryStore
+from ..tracking.store_factory import store_from_url
 from ..tracking.tracker import ProgressTracker
-from . import metadata_keys as keys
+from .canvas import chain_session_id
+from .metadata_keys import KIND, KIND_TASK, PARENT_KINDS
+from .settings import CelerySettings
 
 if TYPE_CHECKING:
     from celery import Celery
 
-__all__ = ["CeleryProgressTracker", "chain_session_id", "may_time_out"]
+__all__ = ["CeleryProgressTracker", "bus_for", "exchange_for", "forwarded", "may_time_out"]
 
 logger = logging.getLogger(__name__)
 
-#: Builds the store and the bus of a tracker; the argument is True in a forked
-#: child (where the schema is known to exist already).
-Parts = Callable[[bool], tuple[Store, EventBus]]
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
-def chain_session_id(first_task_id: str) -> str:
-    """The id of a chain's own session (its tasks keep theirs)."""
-    return f"chain:{first_task_id}"
+class forwarded(Generic[P, R]):
+    """A ``ProgressTracker`` method offered by ``CeleryProgressTracker``, same signature.
+
+    ``get_session = forwarded(ProgressTracker.get_session)`` calls the
+    composed tracker's ``get_session``. The bound method is kept on the
+    instance at first use, so later calls cost what a method call costs.
+    """
+
+    def __init__(self, method: Callable[Concatenate[ProgressTracker, P], R]) -> None:
+        self._name = method.__name__
+        self.__doc__ = method.__doc__
+
+    @overload
+    def __get__(self, instance: None, owner: type) -> Self: ...
+
+    @overload
+    def __get__(self, instance: CeleryProgressTracker, owner: type) -> Callable[P, R]: ...
+
+    def __get__(self, instance: CeleryProgressTracker | None, owner: type) -> Self | Callable[P, R]:
+        if instance is None:
+            return self
+        bound: Callable[P, R] = getattr(instance.tracker, self._name)
+        instance.__dict__[self._name] = bound
+        return bound
 
 
-class CeleryProgressTracker(ProgressTracker):
+class CeleryProgressTracker:
     """The tracker ``install(app)`` returns; see the module's docstring."""
 
-    def __init__(self, app: Celery, config: ProgressConfig, parts: Parts) -> None:
+    def __init__(self, app: Celery, tracker: ProgressTracker, *, owns_parts: bool = False) -> None:
+        """``owns_parts``: ``close()`` also closes the tracker's store and bus."""
         self.app = app
-        self._parts = parts
-        store, bus = parts(False)
-        super().__init__(config, store=store, bus=bus, may_time_out=may_time_out)
-        # The tracker made (through ``parts``) what it was given: it closes them.
-        self._owns_store = True
-        self._owns_bus = True
+        #: The tracker composed: every progress call goes to it.
+        self.tracker = tracker
+        self._owns_parts = owns_parts
+        # Set once by the tracker, never replaced (a fork renews them in place).
+        self.config: ProgressConfig = tracker.config
+        self.enabled: bool = tracker.enabled
+        self.store: Store = tracker.store
+        self.bus: EventBus = tracker.bus
+        self.clock = tracker.clock
+        self.engine = tracker.engine
+
+    @classmethod
+    def for_app(
+        cls, app: Celery, config: ProgressConfig, settings: CelerySettings
+    ) -> CeleryProgressTracker:
+        """A tracker over the store ``config`` names and a bus the app's settings choose."""
+        store = store_from_url(config.store_url)
+        bus = bus_for(app, store, config, settings)
+        tracker = ProgressTracker(config, store=store, bus=bus, may_time_out=may_time_out)
+        return cls(app, tracker, owns_parts=True)
+
+    create_session = forwarded(ProgressTracker.create_session)
+    update_progress = forwarded(ProgressTracker.update_progress)
+    add_sub_operations = forwarded(ProgressTracker.add_sub_operations)
+    start_sub_operation = forwarded(ProgressTracker.start_sub_operation)
+    update_sub_operation = forwarded(ProgressTracker.update_sub_operation)
+    complete_sub_operation = forwarded(ProgressTracker.complete_sub_operation)
+    fail_sub_operation = forwarded(ProgressTracker.fail_sub_operation)
+    pause_session = forwarded(ProgressTracker.pause_session)
+    resume_session = forwarded(ProgressTracker.resume_session)
+    complete_session = forwarded(ProgressTracker.complete_session)
+    fail_session = forwarded(ProgressTracker.fail_session)
+    heartbeat = forwarded(ProgressTracker.heartbeat)
+    apply_mutation = forwarded(ProgressTracker.apply_mutation)
+    get_session = forwarded(ProgressTracker.get_session)
+    list_sessions = forwarded(ProgressTracker.list_sessions)
+    count_sessions = forwarded(ProgressTracker.count_sessions)
+    get_stats = forwarded(ProgressTracker.get_stats)
+    health = forwarded(ProgressTracker.health)
+    subscribe_to_events = forwarded(ProgressTracker.subscribe_to_events)
+    cleanup_expired = forwarded(ProgressTracker.cleanup_expired)
+    flush = forwarded(ProgressTracker.flush)
 
     # -- cancelling --------------------------------------------------------------
 
@@ -73,23 +143,23 @@ class CeleryProgressTracker(ProgressTracker):
         with ``terminate=True`` (the pool process gets SIGTERM).
         """
         session = self.get_session(session_id) if revoke and self.enabled else None
-        super().cancel_session(session_id, reason)
+        self.tracker.cancel_session(session_id, reason)
         if session is None:
             return
-        kind = session.metadata.get(keys.KIND)
+        kind = session.metadata.get(KIND)
         task_ids: list[str] = []
-        if kind == keys.KIND_TASK:
+        if kind == KIND_TASK:
             task_ids.append(session.id)
-        elif kind in keys.PARENT_KINDS:
+        elif kind in PARENT_KINDS:
             task_ids.extend(sub.id for sub in session.sub_operations if not sub.state.is_terminal)
             self._cancel_members(task_ids, reason)
         if task_ids:
             self.revoke(task_ids, terminate=terminate)
 
-    def _cancel_members(self, member_ids: Iterable[str], reason: str) -> None:
+    def _cancel_members(self, member_ids: Collection[str], reason: str) -> None:
         for member_id in member_ids:
             try:
-                ProgressTracker.cancel_session(self, member_id, reason)
+                self.tracker.cancel_session(member_id, reason)
             except ProgressError:
                 continue  # not started (no session yet) or already finished
 
@@ -139,30 +209,9 @@ class CeleryProgressTracker(ProgressTracker):
             except SessionNotFound:
                 return session
             last = owner.sub_operations[-1].id if owner.sub_operations else None
-            if owner.metadata.get(keys.KIND) in keys.PARENT_KINDS and last == session.id:
+            if owner.metadata.get(KIND) in PARENT_KINDS and last == session.id:
                 return owner  # a chord's callback, a chain's last task: the whole
         return session
-
-    # -- after a fork --------------------------------------------------------------------
-
-    def after_fork(self) -> None:
-        """In a forked child: drop the parent's connections and threads, make new ones.
-
-        The parent's connections are abandoned without closing them (closing
-        would tear down the parent's); its pending updates stay the parent's.
-        """
-        if self._closed:
-            return
-        try:
-            self.store.after_fork()
-        except Exception:
-            logger.debug("could not detach the parent's store connections", exc_info=True)
-        store, bus = self._parts(True)
-        ProgressTracker.__init__(
-            self, self.config, store=store, bus=bus, clock=self.clock, may_time_out=may_time_out
-        )
-        self._owns_store = True
-        self._owns_bus = True
 
     def is_finished(self, session_id: str) -> bool:
         """Whether the session is terminal (or gone); False when the store cannot say."""
@@ -173,11 +222,77 @@ class CeleryProgressTracker(ProgressTracker):
         except ProgressError:
             return False
 
+    # -- closing ------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Flush, stop the tracker's threads; close the store and bus it was made with."""
+        self.tracker.close()
+        if self._owns_parts:
+            self.bus.close()
+            self.store.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
 
 def may_time_out(session: ProgressSession) -> bool:
     """A queued task is waiting, not silent (it may have a countdown of days):
     only the worker-side heartbeat decides about started tasks."""
     return not (
         session.state.status == SessionStatus.INITIALIZING
-        and session.metadata.get(keys.KIND) == keys.KIND_TASK
+        and session.metadata.get(KIND) == KIND_TASK
     )
+
+
+def bus_for(
+    app: Celery, store: Store, config: ProgressConfig, settings: CelerySettings
+) -> EventBus:
+    """The bus ``settings.bus`` chooses: the app's broker's fanout, polling, or local."""
+    kind = settings.bus
+    if kind == "local" or isinstance(store, MemoryStore):
+        return LocalBus()
+    bus = KombuBus(
+        app.connection_for_write(),
+        connection_pool=lambda: app.pool,  # looked up when first used: after a fork
+        backfill=store.events_since,
+        latest_seq=store.last_seq,
+        exchange=exchange_for(settings.bus_exchange, config.store_url),
+        poll_interval_s=settings.poll_interval_seconds,
+        consume=False,
+    )
+    if kind == "poll":
+        bus.fanout = False
+    return bus
+
+
+def exchange_for(prefix: str, store_url: str) -> str:
+    """The fanout exchange of one store: apps sharing a broker but not a store never mix.
+
+    Sequence numbers are per store, so a subscriber must only see its own
+    store's events; the exchange name carries a digest of the store's URL
+    (password left out), the same in every process configured alike.
+    """
+    from sqlalchemy.engine import make_url
+
+    try:
+        url = make_url(store_url)
+        database = url.database or ""
+        if url.get_backend_name() == "sqlite" and database not in ("", ":memory:"):
+            database = str(Path(database).resolve())
+        identity = "|".join(
+            [
+                url.get_backend_name(),
+                url.host or "",
+                str(url.port or ""),
+                url.username or "",
+                database,
+                str(sorted(url.query.items())),
+            ]
+        )
+    except Exception:
+        identity = store_url
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:12]
+    return f"{prefix}.{digest}"

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from ..celery import CeleryProgressTracker
 from ..core.errors import ConfigError
 from ..core.hosts import is_loopback
 from .context import Tracker, context_of, require_tracker
@@ -55,6 +56,9 @@ def serve(
     allowed_hosts: list[str] | None = None
     if token is None and basic_auth is None:
         allowed_hosts = ["localhost", "127.0.0.1", "::1", "[::1]", host]
+    if isinstance(tracker, CeleryProgressTracker):
+        # The dashboard works on the tracker it composes; cancelling revokes the task too.
+        tracker, cancel = tracker.tracker, cancel or tracker.cancel_session
     app = create_app(
         tracker, token=token, basic_auth=basic_auth, cancel=cancel, allowed_hosts=allowed_hosts
     )

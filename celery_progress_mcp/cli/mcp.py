@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import click
 
+from ..celery import CeleryProgressTracker
 from ..core.errors import ProgressError
 from ..mcp import DEFAULT_HOST, DEFAULT_PORT
 from .context import context_of, require_tracker
@@ -79,6 +80,8 @@ def mcp_command(
     if app is None:
         raise click.UsageError(NO_APP)
     tracker = require_tracker(ctx, NO_APP)
+    if isinstance(tracker, CeleryProgressTracker):
+        tracker = tracker.tracker  # the server's canceller revokes the task itself
     options = ServerOptions(
         run=RunOptions(pickup_timeout_s=pickup_timeout, terminate_on_cancel=terminate),
         lookaround_tools=not no_lookaround,

@@ -195,7 +195,8 @@ def build_server(
     if tracker is None:
         from ..celery import install  # type: ignore[attr-defined,unused-ignore]
 
-        tracker = install(app)
+        # MCP sessions are single tasks: the server's canceller revokes them itself.
+        tracker = install(app).tracker
     return ProgressMcpServer(app, tools, tracker, options=options, canceller=canceller)
 
 

@@ -14,6 +14,7 @@ from celery_progress_mcp import (
     ConfigError,
     Failed,
     ProgressConfig,
+    ProgressTracker,
     install,
     progress_task,
 )
@@ -35,6 +36,21 @@ def test_install_is_idempotent(app: Celery) -> None:
     assert isinstance(tracker, CeleryProgressTracker)
     assert install(app) is tracker
     assert tracker.config.store_url == app.conf.progress_store_url
+
+
+def test_the_celery_tracker_offers_the_whole_tracker_api(app: Celery) -> None:
+    tracker = install(app)
+    plain = ProgressTracker(ProgressConfig(store_url="memory://"))
+    try:
+        offered = {name for name in vars(plain) if not name.startswith("_")}
+        offered |= {name for name in dir(ProgressTracker) if not name.startswith("_")}
+        # after_fork is called by tracking.forks in a forked child, not by users: the
+        # composed tracker registers itself.
+        offered.discard("after_fork")
+        assert offered - set(dir(tracker)) == set()
+        assert tracker.get_session.__doc__ == ProgressTracker.get_session.__doc__
+    finally:
+        plain.close()
 
 
 def test_installing_again_with_another_config_is_refused(app: Celery) -> None:
