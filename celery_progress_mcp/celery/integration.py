@@ -101,9 +101,15 @@ class Integration:
         self.update_states.finish(task_id)
 
     def update_state(
-        self, task: Task, task_id: str, state: str | None, meta: Any, options: Mapping[str, Any]
+        self,
+        task: Task,
+        request: Any,
+        task_id: str,
+        state: str | None,
+        meta: Any,
+        options: Mapping[str, Any],
     ) -> bool:
-        return self.update_states.record(task, task_id, state, meta, options)
+        return self.update_states.record(task, request, task_id, state, meta, options)
 
     # -- life ------------------------------------------------------------------------------
 

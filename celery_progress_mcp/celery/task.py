@@ -71,9 +71,18 @@ class TaskHooks(Protocol):
         ...
 
     def update_state(
-        self, task: Task, task_id: str, state: str | None, meta: Any, options: Mapping[str, Any]
+        self,
+        task: Task,
+        request: Any,
+        task_id: str,
+        state: str | None,
+        meta: Any,
+        options: Mapping[str, Any],
     ) -> bool:
-        """Record ``update_state`` as progress; True if Celery's own write is still due now."""
+        """Record ``update_state`` (``request``: the task's own) as progress.
+
+        True if Celery's own write is still due now.
+        """
         ...
 
 
@@ -141,8 +150,13 @@ class ProgressTask(Task):  # type: ignore[misc]
         as Celery does; ``False`` never).
         """
         hooks = hooks_of(self.app)
-        target = task_id or self.request.id
-        if hooks is None or not target or hooks.update_state(self, target, state, meta, kwargs):
+        request = self.request
+        target = task_id or request.id
+        if (
+            hooks is None
+            or not target
+            or hooks.update_state(self, request, target, state, meta, kwargs)
+        ):
             super().update_state(task_id=task_id, state=state, meta=meta, **kwargs)
 
 

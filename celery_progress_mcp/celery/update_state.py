@@ -266,15 +266,21 @@ class UpdateStates:
         self._to_backend = to_backend
 
     def record(
-        self, task: Task, task_id: str, state: str | None, meta: Any, options: Mapping[str, Any]
+        self,
+        task: Task,
+        request: Any,
+        task_id: str,
+        state: str | None,
+        meta: Any,
+        options: Mapping[str, Any],
     ) -> bool:
-        """Record the call as progress; True if Celery's own backend write is due now.
+        """Record the call (``request``: the task's own) as progress.
 
-        ``True`` (the default setting) writes the task's own latest progress
+        True if Celery's own backend write is due now: ``True`` (the default
+        setting) writes the task's own latest progress
         once per coalescing window and anything else at once; ``"always"``
         writes every call at once as Celery does; ``False`` never.
         """
-        request = task.request
         own = task_id == request.id
         translation = translate(state, meta)
         if translation is not None:
