@@ -22,14 +22,12 @@ the broker do.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..core.config import ProgressConfig
 from ..tracking import forks
 from .canvas import Rollup
 from .dispatch import Dispatcher
-from .errors import TaskCancelled
 from .lifecycle import TaskLifecycle
 from .liveness import Liveness
 from .safe_sessions import SafeSessions
@@ -86,30 +84,16 @@ class Integration:
         self.update_states = UpdateStates(
             self.handles, self.runtime, writes, settings.update_state_to_backend
         )
+        # What a tracked task asks (TaskHooks), answered by the parts themselves.
+        self.task_cancelled = self.lifecycle.on_cancelled
+        self.task_returned = self.update_states.finish
+        self.update_state = self.update_states.record
         # After the tracker, which registered itself: renewed after it in a child.
         forks.renew_after_fork(self)
 
-    # -- what a tracked task asks (TaskHooks) ----------------------------------------
-
     def progress_of(self, task: Task) -> TaskProgress:
+        """``self.progress`` of a tracked task (TaskHooks)."""
         return self.handles.of_task(task.name, getattr(task.request, "id", None))
-
-    def task_cancelled(self, task: Task, exc: TaskCancelled) -> None:
-        self.lifecycle.on_cancelled(task, exc)
-
-    def task_returned(self, task_id: str) -> None:
-        self.update_states.finish(task_id)
-
-    def update_state(
-        self,
-        task: Task,
-        request: Any,
-        task_id: str,
-        state: str | None,
-        meta: Any,
-        options: Mapping[str, Any],
-    ) -> bool:
-        return self.update_states.record(task, request, task_id, state, meta, options)
 
     # -- life ------------------------------------------------------------------------------
 
