@@ -19,7 +19,7 @@ from celery_progress_mcp import (
 )
 from celery_progress_mcp.bus.kombu import KombuBus, transport_has_fanout
 from celery_progress_mcp.store.sql import SqlStore
-from tests.celery.workers import wait_for
+from celery_progress_mcp.testing import eventually
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -156,7 +156,7 @@ def test_a_killed_filesystem_subscriber_is_unbound_by_the_next_one(tmp_path: Pat
     table = tmp_path / "control" / "cpm.prune.exchange"
     process = subprocess.Popen([sys.executable, "-c", SUBSCRIBER, str(tmp_path)])
     try:
-        wait_for(lambda: table.exists() and str(process.pid) in table.read_text(), 30)
+        eventually(lambda: table.exists() and str(process.pid) in table.read_text())
     finally:
         process.kill()
         process.wait(10)
@@ -173,7 +173,7 @@ def test_a_killed_filesystem_subscriber_is_unbound_by_the_next_one(tmp_path: Pat
     )
     try:
         bus.subscribe(lambda event: None)
-        wait_for(lambda: str(os.getpid()) in table.read_text(), 30)
+        eventually(lambda: str(os.getpid()) in table.read_text())
         assert str(process.pid) not in table.read_text()
     finally:
         bus.close()
