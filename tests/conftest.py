@@ -15,7 +15,7 @@ from celery_progress_mcp.store.memory import MemoryStore
 from celery_progress_mcp.store.sql import SqlStore
 
 from .databases import STORE_KINDS, ServerDatabase, copy_sqlite, sqlite_template
-from .servers import server_url
+from .servers import server_url, summary_lines
 
 settings.register_profile(
     "ci",
@@ -26,6 +26,15 @@ settings.register_profile(
 )
 settings.register_profile("dev", max_examples=40, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The test servers: for each, the URL used, or how many tests skipped without it and why."""
+    lines = summary_lines(terminalreporter.stats.get("skipped", []))
+    if lines:
+        terminalreporter.section("test servers")
+        for line in lines:
+            terminalreporter.line(line)
 
 
 # -- stores: every store-parametrised test runs on memory, SQLite, PostgreSQL, MariaDB --------

@@ -28,7 +28,7 @@ from ..core.errors import ProgressError
 from ..core.models import ProgressSession
 from ..core.states import ACTIVE_STATUSES, SessionStatus
 from .context import Tracker, context_of, require_tracker
-from .terminal import all_finished, render_session_list, render_sessions, watch_sessions
+from .terminal import all_finished, print_session_list, render_sessions, watch_sessions
 
 __all__ = ["add_session_commands"]
 
@@ -79,7 +79,7 @@ def list_command(
     if as_json:
         _dump([session.model_dump(mode="json", exclude={"history"}) for session in found])
         return
-    Console().print(render_session_list(found))
+    print_session_list(found)
 
 
 @sessions.command("show")

@@ -4,15 +4,22 @@ Every command that shows sessions draws them here (``sessions list``,
 ``show``, ``watch``, and the demo). ``watch_sessions`` redraws when an event
 arrives (the bus wakes it) and at least every ``refresh_s``, reading the
 sessions from the store, so what it shows is the store's truth.
+
+The list fits the terminal's width (``_fit``): the id, state, % and age are
+never shortened; where room runs out the step and the operation's name end
+in "…", and the age column goes before either gets short. Piped (and
+not told a width by ``COLUMNS``), its rows are never shortened.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import TypeVar
 
+from rich.cells import cell_len
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.progress_bar import ProgressBar
@@ -33,7 +40,14 @@ from ..core.states import (
 )
 from .context import Tracker
 
-__all__ = ["all_finished", "render_session_list", "render_sessions", "watch_sessions"]
+__all__ = [
+    "all_finished",
+    "list_width",
+    "print_session_list",
+    "render_session_list",
+    "render_sessions",
+    "watch_sessions",
+]
 
 TrackerT = TypeVar("TrackerT", bound=Tracker)
 
@@ -43,8 +57,19 @@ MAX_SUB_OPERATIONS = 12
 BAR_WIDTH = 20
 #: Width of the name column.
 NAME_WIDTH = 26
-#: Characters of a state's text shown in the list.
-LIST_TEXT_CHARS = 80
+#: Spaces between the list's columns when everything fits, and when room is short.
+WIDE_GAP = 2
+NARROW_GAP = 1
+#: The list's step keeps this many characters before the age column gives way.
+STEP_MIN_CHARS = 16
+#: A long operation name is shortened to this many characters before the step gets short.
+OPERATION_SHORT_CHARS = 20
+#: The operation's name is shortened to no fewer characters than this.
+OPERATION_MIN_CHARS = 10
+#: Nor is the step: on a terminal too narrow for these, rows wrap rather than lose a column.
+STEP_FLOOR_CHARS = 8
+#: The list's columns, left to right.
+LIST_COLUMNS = ("id", "operation", "state", "%", "step", "updated")
 #: Below this age in seconds the list says seconds, below ``AGE_IN_HOURS_S`` minutes.
 AGE_IN_MINUTES_S = 120
 #: From this age in seconds on the list says hours.
@@ -114,25 +139,98 @@ def _detail(session: ProgressSession) -> str:
     return state_text(state)
 
 
-def render_session_list(sessions: Iterable[ProgressSession]) -> Table:
-    """One row per session: id, operation, status, %, step or outcome, last update."""
-    table = Table(show_edge=False, box=None)
-    table.add_column("id", no_wrap=True, min_width=36)
-    table.add_column("operation", no_wrap=True, overflow="ellipsis", max_width=24)
-    table.add_column("status", no_wrap=True, min_width=11)
-    table.add_column("%", justify="right", no_wrap=True, min_width=5)
-    table.add_column("step / outcome", overflow="ellipsis", no_wrap=True, ratio=1)
-    table.add_column("updated", no_wrap=True, min_width=7)
-    for session in sessions:
-        table.add_row(
-            session.id,
-            session.operation_id.rsplit(".", 1)[-1],
-            session.state.status,
-            f"{session.percentage:.1f}",
-            state_text(session.state)[:LIST_TEXT_CHARS],
-            _age(session.updated_at),
-        )
-    return table
+def _list_cells(session: ProgressSession) -> dict[str, str]:
+    # A text of several lines is shown on one.
+    step = " ".join(state_text(session.state).split())
+    return {
+        "id": session.id,
+        "operation": session.operation_id.rsplit(".", 1)[-1],
+        "state": session.state.status,
+        "%": f"{session.percentage:.1f}",
+        "step": step,
+        "updated": _age(session.updated_at),
+    }
+
+
+def _list_width(widths: dict[str, int], gap: int) -> int:
+    return sum(widths.values()) + gap * (len(widths) - 1)
+
+
+def _fit(natural: dict[str, int], width: int | None) -> tuple[dict[str, int], int]:
+    """The columns' widths and the gap between them that fit ``width`` (None: no limit).
+
+    What gives way, in order: the wide gap, the step down to
+    ``STEP_MIN_CHARS``, the age column, a long operation name down to
+    ``OPERATION_SHORT_CHARS``, the step down to ``STEP_FLOOR_CHARS``, the
+    operation down to ``OPERATION_MIN_CHARS``. The step takes what is left.
+    """
+    if width is None or _list_width(natural, WIDE_GAP) <= width:
+        return natural, WIDE_GAP
+    widths = dict(natural)
+
+    def fit(column: str, floor: int) -> None:
+        # Shorter by what is too much, or longer by what is left, up to its natural width.
+        excess = _list_width(widths, NARROW_GAP) - width
+        widths[column] = min(natural[column], max(floor, widths[column] - excess))
+
+    fit("step", STEP_MIN_CHARS)
+    if _list_width(widths, NARROW_GAP) > width:
+        del widths["updated"]
+    for column, floor in (
+        ("operation", OPERATION_SHORT_CHARS),
+        ("step", STEP_FLOOR_CHARS),
+        ("operation", OPERATION_MIN_CHARS),
+        ("step", STEP_FLOOR_CHARS),
+    ):
+        fit(column, floor)
+    return widths, NARROW_GAP
+
+
+def _list_line(cells: dict[str, str], widths: dict[str, int], gap: int, header: bool) -> Text:
+    line = Text()
+    last = list(widths)[-1]
+    for column, width in widths.items():
+        cell = Text(cells[column], style="bold" if header else "")
+        if not header and column == "state":
+            cell.stylize(_STATUS_STYLE.get(SessionStatus(cells[column]), ""))
+        if column == "%":
+            cell.align("right", width)
+        else:
+            cell.truncate(width, overflow="ellipsis", pad=column != last)
+        line.append_text(cell)
+        if column != last:
+            line.append(" " * gap)
+    line.rstrip()
+    return line
+
+
+def render_session_list(sessions: Iterable[ProgressSession], *, width: int | None = None) -> Text:
+    """One row per session: id, operation, state, %, step or outcome, age of the last update.
+
+    The rows fit ``width`` columns as the module says; None: no limit.
+    """
+    rows = [_list_cells(session) for session in sessions]
+    headers = {column: column for column in LIST_COLUMNS}
+    natural = {
+        column: max(cell_len(row[column]) for row in [headers, *rows]) for column in LIST_COLUMNS
+    }
+    widths, gap = _fit(natural, width)
+    lines = [_list_line(row, widths, gap, header=row is headers) for row in [headers, *rows]]
+    return Text("\n").join(lines)
+
+
+def list_width(console: Console) -> int | None:
+    """The width the list must fit: the terminal's, or ``COLUMNS``; piped and untold, none."""
+    if console.is_terminal or os.environ.get("COLUMNS", "").isdigit():
+        return console.width
+    return None
+
+
+def print_session_list(sessions: Iterable[ProgressSession], console: Console | None = None) -> None:
+    """``sessions list``: the list at the width of where it goes."""
+    console = console or Console()
+    # soft_wrap: rich neither wraps nor crops what is wider than it assumes a pipe to be.
+    console.print(render_session_list(sessions, width=list_width(console)), soft_wrap=True)
 
 
 def _sub_row(table: Table, sub: SubOperation, last: bool) -> None:
