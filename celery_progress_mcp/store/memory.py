@@ -229,3 +229,10 @@ class MemoryStore(Store):
                 count += 1
             del self._log[:count]
             return count
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def after_fork(self) -> None:
+        """In a forked child: a new lock, since a thread of the parent may have held
+        this one at the fork. The sessions stay: they are the child's copy."""
+        self._lock = threading.RLock()
