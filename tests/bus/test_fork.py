@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import functools
 import threading
-from datetime import UTC, datetime
 from multiprocessing.synchronize import Event as ProcessEvent
 from pathlib import Path
 
@@ -19,8 +18,9 @@ from celery_progress_mcp.testing import eventually
 from tests.forking import FORK, Forked
 
 from .conftest import Broker
+from .events import NOW
+from .events import progress_event as _event
 
-NOW = datetime(2026, 1, 1, tzinfo=UTC)
 ENGINE = Engine(ProgressConfig(granularity_level="Verbose"))
 HISTORY = 10
 #: Bound on how long a delivery of the parent stays stalled, and on the waits for the child.
@@ -146,14 +146,3 @@ def test_a_forked_child_uses_its_copy_of_a_local_bus() -> None:
     bus.publish([_event(2)])
     child.succeeded()
     assert received == [1, 2]
-
-
-def _event(seq: int) -> ProgressEvent:
-    return ProgressEvent(
-        seq=seq,
-        session_id="s",
-        operation_id="op",
-        event_type=ProgressEventType.PROGRESS_UPDATED,
-        timestamp=NOW,
-        data={"status": "in_progress", "percentage": float(seq)},
-    )

@@ -7,29 +7,23 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kombu import Connection
 
-from celery_progress_mcp import (
-    InProgress,
-    ProgressConfig,
-    ProgressEvent,
-    ProgressEventType,
-    ProgressTracker,
-)
+from celery_progress_mcp import InProgress, ProgressConfig, ProgressTracker
 from celery_progress_mcp.bus.kombu import KombuBus, transport_has_fanout
 from celery_progress_mcp.store.sql import SqlStore
 from celery_progress_mcp.testing import eventually
 
 from .conftest import Broker, filesystem_broker
+from .events import EventLog
+from .events import progress_event as _event
 
-NOW = datetime(2026, 1, 1, tzinfo=UTC)
 #: How often a quiet subscriber looks for a lost tail in the log.
 POLL_S = 1.0
 #: Long enough that no lost tail is looked for in the log while a test runs:
@@ -38,57 +32,22 @@ POLL_S = 1.0
 NO_TAIL_POLL_S = 120.0
 
 
-def _event(seq: int) -> ProgressEvent:
-    return ProgressEvent(
-        seq=seq,
-        session_id="s",
-        operation_id="op",
-        event_type=ProgressEventType.PROGRESS_UPDATED,
-        timestamp=NOW,
-        data={"status": "in_progress", "percentage": float(seq)},
+def _bus(broker: Broker, log: EventLog, **options: Any) -> KombuBus:
+    return KombuBus(
+        broker.connection(),
+        backfill=log.since,
+        latest_seq=log.last,
+        exchange=broker.exchange,
+        **options,
     )
-
-
-class _Log:
-    """The store's event log, as far as the buses see it."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.events: list[ProgressEvent] = []
-
-    def append(self, seqs: range) -> list[ProgressEvent]:
-        events = [_event(seq) for seq in seqs]
-        with self._lock:
-            self.events += events
-        return events
-
-    def since(self, after: int) -> list[ProgressEvent]:
-        with self._lock:
-            return [event for event in self.events if event.seq > after][:100]
-
-    def last(self) -> int:
-        with self._lock:
-            return self.events[-1].seq if self.events else 0
 
 
 class _Pair:
     """A publish-only bus and a subscribing bus on one broker, as two processes would have."""
 
-    def __init__(self, broker: Broker, log: _Log, poll_interval_s: float) -> None:
-        self.publisher = KombuBus(
-            broker.connection(),
-            backfill=log.since,
-            latest_seq=log.last,
-            exchange=broker.exchange,
-            consume=False,
-        )
-        self.subscriber = KombuBus(
-            broker.connection(),
-            backfill=log.since,
-            latest_seq=log.last,
-            exchange=broker.exchange,
-            poll_interval_s=poll_interval_s,
-        )
+    def __init__(self, broker: Broker, log: EventLog, poll_interval_s: float) -> None:
+        self.publisher = _bus(broker, log, consume=False)
+        self.subscriber = _bus(broker, log, poll_interval_s=poll_interval_s)
         self.received: list[int] = []
         self.subscriber.subscribe(lambda event: self.received.append(event.seq))
 
@@ -110,33 +69,33 @@ class _Pair:
 
 
 @contextmanager
-def connected(broker: Broker, poll_interval_s: float = POLL_S) -> Iterator[tuple[_Pair, _Log]]:
+def connected(broker: Broker, poll_interval_s: float = POLL_S) -> Iterator[tuple[_Pair, EventLog]]:
     """Two buses, the subscriber's queue bound; the log holds the probe (seq 1)."""
-    log = _Log()
+    log = EventLog()
     pair = _Pair(broker, log, poll_interval_s)
     try:
         pair.connect()
-        log.events.append(_event(1))
+        log.append([1])
         yield pair, log
     finally:
         pair.close()
 
 
 @pytest.fixture
-def pair(broker: Broker) -> Iterator[tuple[_Pair, _Log]]:
+def pair(broker: Broker) -> Iterator[tuple[_Pair, EventLog]]:
     with connected(broker) as made:
         yield made
 
 
 def test_a_subscriber_gets_what_another_bus_publishes_in_order(
-    pair: tuple[_Pair, _Log],
+    pair: tuple[_Pair, EventLog],
 ) -> None:
     buses, log = pair
     buses.publisher.publish(log.append(range(2, 102)))
     eventually(lambda: buses.received == list(range(1, 102)), what="every event, in order")
 
 
-def test_what_the_broker_lost_comes_from_the_log(pair: tuple[_Pair, _Log]) -> None:
+def test_what_the_broker_lost_comes_from_the_log(pair: tuple[_Pair, EventLog]) -> None:
     buses, log = pair
     events = log.append(range(2, 11))
     buses.publisher.publish([event for event in events if event.seq in (2, 3, 7, 10)])
@@ -152,15 +111,7 @@ def test_closing_sends_what_is_queued_first(broker: Broker) -> None:
 
 
 def test_a_publish_only_bus_consumes_once_asked(tmp_path: Path) -> None:
-    broker = filesystem_broker(tmp_path)
-    log = _Log()
-    bus = KombuBus(
-        broker.connection(),
-        backfill=log.since,
-        latest_seq=log.last,
-        exchange=broker.exchange,
-        consume=False,
-    )
+    bus = _bus(filesystem_broker(tmp_path), EventLog(), consume=False)
     try:
         bus.subscribe(lambda event: None)
         assert not bus.consuming

@@ -3,25 +3,13 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 
 import pytest
 
-from celery_progress_mcp import ProgressEvent, ProgressEventType
+from celery_progress_mcp import ProgressEvent
 from celery_progress_mcp.bus import LocalBus
 
-NOW = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-def _event(seq: int) -> ProgressEvent:
-    return ProgressEvent(
-        seq=seq,
-        session_id="s",
-        operation_id="op",
-        event_type=ProgressEventType.PROGRESS_UPDATED,
-        timestamp=NOW,
-        data={"status": "in_progress", "percentage": float(seq)},
-    )
+from .events import progress_event as _event
 
 
 def test_every_subscriber_gets_every_event_in_order_before_publish_returns() -> None:

@@ -2,41 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import pytest
 
-from celery_progress_mcp import ProgressEvent, ProgressEventType
+from celery_progress_mcp import ProgressEvent
 from celery_progress_mcp.bus.reorder import ReorderBuffer
 
-NOW = datetime(2026, 1, 1, tzinfo=UTC)
+from .events import EventLog
+from .events import progress_event as _event
 
 
-def _event(seq: int) -> ProgressEvent:
-    return ProgressEvent(
-        seq=seq,
-        session_id="s",
-        operation_id="op",
-        event_type=ProgressEventType.PROGRESS_UPDATED,
-        timestamp=NOW,
-        data={"status": "in_progress", "percentage": float(seq)},
-    )
-
-
-class _Log:
-    """The store's event log, as far as the buffer sees it."""
-
-    def __init__(self, seqs: list[int]) -> None:
-        self.events = [_event(seq) for seq in seqs]
-
-    def since(self, after: int) -> list[ProgressEvent]:
-        return [event for event in self.events if event.seq > after][:2]
-
-    def last(self) -> int:
-        return self.events[-1].seq if self.events else 0
-
-
-def _buffer(log: _Log) -> tuple[ReorderBuffer, list[int]]:
+def _buffer(log: EventLog) -> tuple[ReorderBuffer, list[int]]:
     delivered: list[int] = []
     buffer = ReorderBuffer(lambda event: delivered.append(event.seq), log.since)
     buffer.start_at(log.last() + 1)
@@ -44,7 +19,7 @@ def _buffer(log: _Log) -> tuple[ReorderBuffer, list[int]]:
 
 
 def test_an_early_event_waits_for_the_one_before_it() -> None:
-    buffer, delivered = _buffer(_Log([1, 2]))
+    buffer, delivered = _buffer(EventLog([1, 2], page_size=2))
     buffer.offer(_event(4), now_s=0.0)
     assert delivered == []
     buffer.offer(_event(3), now_s=0.0)
@@ -52,9 +27,9 @@ def test_an_early_event_waits_for_the_one_before_it() -> None:
 
 
 def test_a_gap_is_filled_from_the_log() -> None:
-    log = _Log([1, 2])
+    log = EventLog([1, 2], page_size=2)
     buffer, delivered = _buffer(log)
-    log.events += [_event(3), _event(4), _event(5)]
+    log.append([3, 4, 5])
     buffer.offer(_event(5), now_s=0.0)  # 3 and 4 were lost by the broker
     buffer.catch_up()
     assert delivered == [3, 4, 5]
@@ -62,15 +37,15 @@ def test_a_gap_is_filled_from_the_log() -> None:
 
 
 def test_a_lost_tail_is_found_in_the_log() -> None:
-    log = _Log([1])
+    log = EventLog([1], page_size=2)
     buffer, delivered = _buffer(log)
-    log.events += [_event(2), _event(3)]
+    log.append([2, 3])
     buffer.catch_up()  # nothing came from the broker
     assert delivered == [2, 3]
 
 
 def test_what_the_log_no_longer_has_is_skipped() -> None:
-    log = _Log([1])
+    log = EventLog([1], page_size=2)
     buffer, delivered = _buffer(log)
     buffer.offer(_event(5), now_s=0.0)  # 2..4 were purged from the log meanwhile
     buffer.catch_up()
@@ -78,14 +53,14 @@ def test_what_the_log_no_longer_has_is_skipped() -> None:
 
 
 def test_duplicates_are_dropped() -> None:
-    buffer, delivered = _buffer(_Log([1]))
+    buffer, delivered = _buffer(EventLog([1], page_size=2))
     for seq in (2, 2, 3, 2):
         buffer.offer(_event(seq), now_s=0.0)
     assert delivered == [2, 3]
 
 
 def test_without_a_known_start_the_first_event_offered_sets_it() -> None:
-    buffer, delivered = _buffer(_Log([]))
+    buffer, delivered = _buffer(EventLog([], page_size=2))
     buffer.start_at(None)  # the log could not be read when consuming started
     buffer.offer(_event(7), now_s=0.0)
     buffer.offer(_event(6), now_s=0.0)
@@ -94,7 +69,7 @@ def test_without_a_known_start_the_first_event_offered_sets_it() -> None:
 
 
 def test_a_gap_is_timed_from_the_first_early_arrival() -> None:
-    buffer, _ = _buffer(_Log([1]))
+    buffer, _ = _buffer(EventLog([1], page_size=2))
     assert not buffer.gap_outlived(now_s=100.0, grace_s=0.05)
     buffer.offer(_event(3), now_s=10.0)
     buffer.offer(_event(4), now_s=10.02)  # the gap is still the one opened at 10.0
@@ -105,12 +80,12 @@ def test_a_gap_is_timed_from_the_first_early_arrival() -> None:
 
 
 def test_a_message_lost_unread_opens_a_gap_that_a_catch_up_closes() -> None:
-    log = _Log([1])
+    log = EventLog([1], page_size=2)
     buffer, delivered = _buffer(log)
     buffer.lost_one(now_s=5.0)
     buffer.lost_one(now_s=6.0)  # the gap opened at the first loss
     assert buffer.gap_outlived(now_s=5.1, grace_s=0.05)
-    log.events.append(_event(2))
+    log.append([2])
     buffer.catch_up()
     assert delivered == [2]
     assert buffer.gap_since_s is None

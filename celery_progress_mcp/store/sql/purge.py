@@ -9,12 +9,11 @@ transaction that deletes it.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
 from datetime import datetime
 
-from ...core.engine import EventDraft
-from ...core.models import ProgressEvent, ProgressSession
+from ...core.models import ProgressEvent
 from ...core.states import SessionStatus
+from ..base import ExpiredEvent
 from . import codec
 from . import statements as q
 from .batch import log_events
@@ -27,9 +26,6 @@ __all__ = ["PURGE_EVENTS_BATCH", "PURGE_SESSIONS_BATCH", "Purger"]
 PURGE_SESSIONS_BATCH = 100
 #: Events deleted per transaction by ``purge_events``.
 PURGE_EVENTS_BATCH = 1000
-
-#: Builds the event that a purged session logs, if any.
-ExpiredEvent = Callable[[ProgressSession], EventDraft | None]
 
 
 class Purger:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -27,10 +27,10 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import StaticPool
 
-from ...core.engine import Change, EventDraft
+from ...core.engine import Change
 from ...core.errors import StoreUnavailable
 from ...core.models import ProgressEvent, ProgressSession, ProgressStats
-from ..base import Applied, Mutation, SessionQuery, Store
+from ..base import Applied, ExpiredEvent, Mutation, SessionQuery, Store
 from .cache import SessionCache
 from .checkpoint import WalCheckpointer
 from .connect import engine_from_url, prepare_engine
@@ -179,11 +179,7 @@ class SqlStore(Store):
         return self._reader.stale_sessions(heartbeat_before, limit=limit)
 
     def purge_finished(
-        self,
-        ended_before: datetime,
-        expired_event: Callable[[ProgressSession], EventDraft | None],
-        *,
-        limit: int = 500,
+        self, ended_before: datetime, expired_event: ExpiredEvent, *, limit: int = 500
     ) -> list[ProgressEvent]:
         self._ready()
         return self._purger.purge_finished(ended_before, expired_event, limit=limit)
