@@ -24,8 +24,8 @@ from ..base import Mutation
 from . import codec
 from . import statements as q
 from .batch import Writes
-from .cache import CachedSession
 from .executor import Executor
+from .session_cache import CachedSession
 
 __all__ = ["Written", "new_revision", "state_json", "write_change", "write_sub_operations"]
 

@@ -2,8 +2,8 @@
 
 Semantics are those of :class:`~celery_progress_mcp.store.memory.MemoryStore`;
 what differs is how they are kept across processes. The store is a facade
-over its collaborators, which share one engine, one :class:`~.transactions.
-Transactor` and one session cache:
+over its collaborators, which share one engine, one transactor
+(:class:`~.transactions.Transactor`) and one session cache:
 
 * :class:`~.writer.SessionWriter`: ``create``, ``apply``, ``apply_many``;
 * :class:`~.reader.SessionReader`: sessions, pages, counts, stats, the log;
@@ -31,13 +31,13 @@ from ...core.engine import Change
 from ...core.errors import StoreUnavailable
 from ...core.models import ProgressEvent, ProgressSession, ProgressStats
 from ..base import Applied, ExpiredEvent, Mutation, SessionQuery, Store
-from .cache import SessionCache
 from .checkpoint import WalCheckpointer
 from .connect import engine_from_url, prepare_engine
 from .failures import Failure, classify
 from .migrate import ensure_schema
 from .purge import Purger
 from .reader import SessionReader
+from .session_cache import SessionCache
 from .transactions import Transactor
 from .writer import SessionWriter
 

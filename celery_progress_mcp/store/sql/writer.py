@@ -34,11 +34,11 @@ from ..base import Applied, Mutation
 from . import codec
 from . import statements as q
 from .batch import Deferred, Writes
-from .cache import CachedSession, SessionCache
 from .change import Written, new_revision, state_json, write_change, write_sub_operations
 from .executor import Executor
 from .in_doubt import InDoubt, confirm_creation, latest_events
 from .schema import live_column
+from .session_cache import CachedSession, SessionCache
 from .transactions import CommitInDoubt, Transactor
 
 __all__ = ["SessionWriter"]
