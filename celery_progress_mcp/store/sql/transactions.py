@@ -141,8 +141,9 @@ class Transactor:
 
     def after_fork(self) -> None:
         """In a forked child: let go of the parent's writer connection without closing
-        it (an SQLite close can checkpoint and remove the parent's log); it is kept
-        referenced so that it is never garbage-collected, and so closed, either."""
+        it, since closing acts for the parent (a driver tells the server the session
+        ends; SQLite rolls back and unlocks). It stays referenced, so that it is never
+        garbage-collected, and so closed, either."""
         if self._writer is not None:
             self._forked_writers.append(self._writer)
             self._writer = None
