@@ -37,3 +37,8 @@ class LocalBus(EventBus):
                 self._callbacks = tuple(cb for cb in self._callbacks if cb is not callback)
 
         return unsubscribe
+
+    def after_fork(self) -> None:
+        """In a forked child: a new lock (a parent's thread may have held this one).
+        The subscribers stay: they are the child's copies."""
+        self._lock = threading.Lock()

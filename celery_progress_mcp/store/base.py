@@ -17,10 +17,12 @@ from ..core.engine import Change, EventDraft
 from ..core.errors import ProgressError, StoreUnavailable
 from ..core.models import ProgressEvent, ProgressSession, ProgressStats
 
-__all__ = ["Applied", "Mutation", "SessionQuery", "Store"]
+__all__ = ["Applied", "ExpiredEvent", "Mutation", "SessionQuery", "Store"]
 
 #: An engine call bound to its arguments: the committed session in, a change out.
 Mutation = Callable[[ProgressSession], Change]
+#: The event a purged session logs (None: none), built from the session as it ends.
+ExpiredEvent = Callable[[ProgressSession], EventDraft | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,11 +133,7 @@ class Store:
         raise NotImplementedError
 
     def purge_finished(
-        self,
-        ended_before: datetime,
-        expired_event: Callable[[ProgressSession], EventDraft | None],
-        *,
-        limit: int = 500,
+        self, ended_before: datetime, expired_event: ExpiredEvent, *, limit: int = 500
     ) -> list[ProgressEvent]:
         """Delete up to ``limit`` finished sessions last updated before ``ended_before``,
         logging each one's expired event in the same transaction."""

@@ -6,7 +6,7 @@ import heapq
 import threading
 from bisect import bisect_right
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 
 from ..core.engine import Change, EventDraft
@@ -21,7 +21,7 @@ from ..core.models import (
     detached_event,
 )
 from ..core.states import ACTIVE_STATUSES, Completed, SessionStatus
-from .base import Mutation, SessionQuery, Store
+from .base import ExpiredEvent, Mutation, SessionQuery, Store
 
 __all__ = ["DEFAULT_MAX_LOGGED_EVENTS", "MemoryStore"]
 
@@ -199,11 +199,7 @@ class MemoryStore(Store):
         return stale[:limit]
 
     def purge_finished(
-        self,
-        ended_before: datetime,
-        expired_event: Callable[[ProgressSession], EventDraft | None],
-        *,
-        limit: int = 500,
+        self, ended_before: datetime, expired_event: ExpiredEvent, *, limit: int = 500
     ) -> list[ProgressEvent]:
         events: list[ProgressEvent] = []
         with self._lock:
@@ -229,3 +225,10 @@ class MemoryStore(Store):
                 count += 1
             del self._log[:count]
             return count
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def after_fork(self) -> None:
+        """In a forked child: a new lock, since a thread of the parent may have held
+        this one at the fork. The sessions stay: they are the child's copy."""
+        self._lock = threading.RLock()

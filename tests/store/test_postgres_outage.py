@@ -6,7 +6,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
@@ -18,6 +17,7 @@ from celery_progress_mcp import (
     SubOperation,
 )
 from celery_progress_mcp.store.sql import SqlStore
+from celery_progress_mcp.testing import eventually
 
 from .private_postgres import PrivatePostgres
 
@@ -37,14 +37,6 @@ def server() -> Iterator[PrivatePostgres]:
     server.start()
     yield server
     server.close()
-
-
-def wait_for(condition: Any, what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.02)
 
 
 def test_work_survives_a_database_outage(server: PrivatePostgres) -> None:
@@ -82,12 +74,15 @@ def test_work_survives_a_database_outage(server: PrivatePostgres) -> None:
 
     worker = threading.Thread(target=work)
     worker.start()
-    wait_for(lambda: steps_done >= STEPS_BEFORE_OUTAGE, "the work to start")
+    eventually(
+        lambda: steps_done >= STEPS_BEFORE_OUTAGE, timeout_s=WAIT_S, what="the work to start"
+    )
     server.stop()
     stopped_at = steps_done
-    wait_for(
+    eventually(
         lambda: steps_done >= stopped_at + STEPS_DURING_OUTAGE or not worker.is_alive(),
-        "the work to go on while the database is down",
+        timeout_s=WAIT_S,
+        what="the work to go on while the database is down",
     )
     during = tracker.health()
     server.start()
@@ -98,7 +93,11 @@ def test_work_survives_a_database_outage(server: PrivatePostgres) -> None:
     assert during["outage"]["engaged"]
     assert during["outage"]["buffered"] > 0
 
-    wait_for(lambda: tracker.health()["status"] == "ok", "the backlog to be written")
+    eventually(
+        lambda: tracker.health()["status"] == "ok",
+        timeout_s=WAIT_S,
+        what="the backlog to be written",
+    )
     report = tracker.health()["outage"]
     assert (report["dropped"], report["refused_on_replay"]) == (0, 0)
     tracker.close()

@@ -3,12 +3,14 @@ leaves nothing half-written. On SQLite and PostgreSQL (and MariaDB)."""
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 import signal
-import time
 from collections import defaultdict
 from collections.abc import Iterator
+from multiprocessing.context import SpawnProcess
+from multiprocessing.sharedctypes import Synchronized
 
 import pytest
 
@@ -21,6 +23,7 @@ from celery_progress_mcp import (
 )
 from celery_progress_mcp.store.sql import SqlStore
 from celery_progress_mcp.store.sql.statements import COUNT_BY_STATUS
+from celery_progress_mcp.testing import eventually
 
 from .workers import KILL_SESSIONS, STEPS_PER_MEMBER, member, steady_writer
 
@@ -113,14 +116,22 @@ def test_a_writer_killed_mid_write_leaves_every_session_consistent(shared_url: s
         written = SPAWN.Value("i", 0)
         writer = SPAWN.Process(target=steady_writer, args=(shared_url, written))
         writer.start()
-        while written.value < WRITES_BEFORE_KILL and writer.is_alive():
-            time.sleep(0.01)
+        eventually(
+            functools.partial(_busy_or_gone, written, writer),
+            timeout_s=120,
+            what="the writer to be in the middle of its work",
+        )
         assert writer.pid is not None
         os.kill(writer.pid, signal.SIGKILL)
         writer.join(timeout=30)
         assert writer.exitcode == -signal.SIGKILL
         check_consistent(SqlStore(shared_url))
     store.close()
+
+
+def _busy_or_gone(written: Synchronized[int], writer: SpawnProcess) -> bool:
+    """The writer has made its first writes (or died, which the test then reports)."""
+    return written.value >= WRITES_BEFORE_KILL or not writer.is_alive()
 
 
 def check_consistent(store: SqlStore) -> None:

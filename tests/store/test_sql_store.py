@@ -26,7 +26,7 @@ from celery_progress_mcp.core.engine import Engine
 from celery_progress_mcp.core.errors import StoreUnavailable
 from celery_progress_mcp.store.base import Mutation
 from celery_progress_mcp.store.sql import SqlStore, normalize_url
-from celery_progress_mcp.store.sql.dbapi import Executor
+from celery_progress_mcp.store.sql.executor import Executor
 from celery_progress_mcp.store.sql.failures import Failure, classify
 from celery_progress_mcp.store.sql.transactions import CommitInDoubt
 from celery_progress_mcp.tracking.store_factory import store_from_url

@@ -28,7 +28,7 @@ from ...core.engine import EventDraft
 from ...core.models import ProgressEvent, ProgressSession
 from . import codec
 from . import statements as q
-from .dbapi import Executor, Pending
+from .executor import Executor, Pending
 
 __all__ = ["Deferred", "Writes", "log_events"]
 

@@ -89,6 +89,14 @@ class WalCheckpointer:
                 raw.close()
         return int(row[1]) if row is not None and row[1] is not None else 0
 
+    def after_fork(self) -> None:
+        """In a forked child: the parent's thread did not come along, and its lock may
+        have been held; the next :meth:`ensure_running` starts a thread of this process."""
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = None
+        self._pid = 0
+
     def stop(self) -> None:
         with self._lock:
             thread, self._thread = self._thread, None

@@ -156,28 +156,34 @@ def decode_snapshot(index: int, data: str) -> ProgressSnapshot:
     return snapshot.model_copy(update={"index": index})
 
 
+#: The columns of an event row besides ``seq``, in the order of :func:`_event_values`.
+_EVENT_COLUMNS = ("session_id", "operation_id", "event_type", "timestamp", "data")
+#: The same as parameters of ``INSERT_NUMBERED_EVENT``.
+_NUMBERED_EVENT_PARAMS = tuple("v_" + column for column in _EVENT_COLUMNS)
+
+
+def _event_values(session: ProgressSession, draft: EventDraft) -> tuple[Any, ...]:
+    return (
+        session.id,
+        session.operation_id,
+        draft.event_type.value,
+        session.updated_at,
+        dump_json(draft.data),
+    )
+
+
 def event_row(seq: int, session: ProgressSession, draft: EventDraft) -> dict[str, Any]:
     """A ``progress_events`` row."""
-    return {
-        "seq": seq,
-        "session_id": session.id,
-        "operation_id": session.operation_id,
-        "event_type": draft.event_type.value,
-        "timestamp": session.updated_at,
-        "data": dump_json(draft.data),
-    }
+    row = dict(zip(_EVENT_COLUMNS, _event_values(session, draft), strict=True))
+    row["seq"] = seq
+    return row
 
 
 def numbered_event_params(back: int, session: ProgressSession, draft: EventDraft) -> dict[str, Any]:
     """Parameters of ``INSERT_NUMBERED_EVENT``: the event ``back`` places before the last."""
-    return {
-        "v_back": back,
-        "v_session_id": session.id,
-        "v_operation_id": session.operation_id,
-        "v_event_type": draft.event_type.value,
-        "v_timestamp": session.updated_at,
-        "v_data": dump_json(draft.data),
-    }
+    params = dict(zip(_NUMBERED_EVENT_PARAMS, _event_values(session, draft), strict=True))
+    params["v_back"] = back
+    return params
 
 
 def logged_event(seq: int, session: ProgressSession, draft: EventDraft) -> ProgressEvent:

@@ -13,6 +13,14 @@ handler is left for writers that are not ours.
 parent, so each process opens the lock file for itself. Where the lock
 file cannot be created (a read-only directory) the thread lock alone is
 used.
+
+A fork waits for the writes of this process in flight (it takes every
+thread lock first, as ``logging`` does with its handlers' locks). SQLite
+keeps the locks of a process's connections in that process's memory: a
+child that inherited a connection in the middle of a write transaction
+would find the database locked for ever, and closing that connection in
+the child would be worse (its rollback edits the WAL index that the parent
+is using). Between transactions, an inherited connection holds nothing.
 """
 
 from __future__ import annotations
@@ -86,8 +94,23 @@ class SqliteWriterLock:
             self._thread_lock.release()
 
 
-def _reset_after_fork() -> None:
-    """A forked child starts with its parent's locks as they were: held, maybe."""
+def _hold_before_fork() -> None:
+    """Wait for this process's writes in flight; none starts until the fork is made."""
+    _locks_guard.acquire()
+    for lock in _locks.values():
+        lock._thread_lock.acquire()
+
+
+def _release_after_fork_in_parent() -> None:
+    for lock in _locks.values():
+        lock._thread_lock.release()
+    _locks_guard.release()
+
+
+def _reset_after_fork_in_child() -> None:
+    """A forked child starts with its parent's locks held by the thread that forked."""
+    global _locks_guard
+    _locks_guard = threading.Lock()
     for lock in _locks.values():
         lock._thread_lock = threading.Lock()
         if lock._fd is not None:
@@ -95,4 +118,8 @@ def _reset_after_fork() -> None:
         lock._fd = None
 
 
-os.register_at_fork(after_in_child=_reset_after_fork)
+os.register_at_fork(
+    before=_hold_before_fork,
+    after_in_parent=_release_after_fork_in_parent,
+    after_in_child=_reset_after_fork_in_child,
+)

@@ -2,7 +2,7 @@
 
 Two kinds of work:
 
-* ``write``/``read_fast``: a function of an :class:`~.dbapi.Executor` on a
+* ``write``/``read_fast``: a function of an :class:`~.executor.Executor` on a
   pooled DBAPI connection (the hot path). Writers on SQLite begin with
   ``BEGIN IMMEDIATE`` (within a process they queue on a lock first, so
   threads do not poll SQLite's busy handler); writers on servers lock rows
@@ -33,7 +33,7 @@ from sqlalchemy.pool import StaticPool
 
 from ...core.errors import StoreUnavailable
 from .connect import BEGIN_OPTION
-from .dbapi import Executor, compile_for
+from .executor import Executor, compile_for
 from .failures import Failure, classify
 from .sqlite_lock import writer_lock_for
 
@@ -133,13 +133,20 @@ class Transactor:
         Kept out of the pool, it saves a checkout and a check-in per write.
         """
         if self._writer is not None and self._writer_pid != os.getpid():
-            # Inherited through fork: the parent's; never touch it here.
-            self._forked_writers.append(self._writer)
-            self._writer = None
+            self.after_fork()
         if self._writer is None:
             self._writer = self.engine.raw_connection()
             self._writer_pid = os.getpid()
         return self._writer
+
+    def after_fork(self) -> None:
+        """In a forked child: let go of the parent's writer connection without closing
+        it, since closing acts for the parent (a driver tells the server the session
+        ends; SQLite rolls back and unlocks). It stays referenced, so that it is never
+        garbage-collected, and so closed, either."""
+        if self._writer is not None:
+            self._forked_writers.append(self._writer)
+            self._writer = None
 
     def close(self) -> None:
         with self.write_lock:

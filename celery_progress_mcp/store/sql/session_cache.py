@@ -55,3 +55,9 @@ class SessionCache:
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+
+    def after_fork(self) -> None:
+        """In a forked child: a new lock (a parent's thread may have held this one)
+        and no entries (they are what the parent last wrote)."""
+        self._lock = threading.Lock()
+        self._entries = OrderedDict()
