@@ -17,7 +17,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -144,16 +143,19 @@ def check_web(scratch: Path) -> None:
 
 
 def _get_when_up(url: str, server: subprocess.Popen[bytes]) -> str:
-    deadline_s = time.monotonic() + SERVER_START_S
-    while True:
+    from celery_progress_mcp.testing import eventually  # the wheel's own
+
+    def answer() -> str:
+        if server.poll() is not None:
+            raise RuntimeError(f"the server exited ({server.returncode}) before answering {url}")
         try:
             with urllib.request.urlopen(url, timeout=5) as response:
                 body: bytes = response.read()
-                return body.decode()
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline_s:
-                raise
-            time.sleep(0.1)
+        except OSError as exc:
+            raise AssertionError(f"{url} not answering yet: {exc}") from exc
+        return body.decode()
+
+    return eventually(answer, timeout_s=SERVER_START_S, what=f"an answer from {url}")
 
 
 def check_mcp(scratch: Path) -> None:
