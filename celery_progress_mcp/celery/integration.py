@@ -28,6 +28,7 @@ from ..core.config import ProgressConfig
 from ..tracking import forks
 from .canvas import Rollup
 from .dispatch import Dispatcher
+from .errors import TaskCancelled
 from .lifecycle import TaskLifecycle
 from .liveness import Liveness
 from .safe_sessions import SafeSessions
@@ -85,11 +86,15 @@ class Integration:
             self.handles, self.runtime, writes, settings.update_state_to_backend
         )
         # What a tracked task asks (TaskHooks), answered by the parts themselves.
-        self.task_cancelled = self.lifecycle.on_cancelled
         self.task_returned = self.update_states.finish
         self.update_state = self.update_states.record
         # After the tracker, which registered itself: renewed after it in a child.
         forks.renew_after_fork(self)
+
+    def task_cancelled(self, task: Task, exc: TaskCancelled) -> None:
+        """The task stopped on ``TaskCancelled`` (TaskHooks): its session, result and event."""
+        self.lifecycle.on_cancelled(task, exc)
+        self.task_events.revoked(task.request.id or exc.session_id, task.request.hostname)
 
     def progress_of(self, task: Task) -> TaskProgress:
         """``self.progress`` of a tracked task (TaskHooks)."""

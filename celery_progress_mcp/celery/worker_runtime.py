@@ -10,9 +10,9 @@ with the first task of the process, does the periodic work:
 * rollup: a member's latest percentage is written into its parent's
   sub-operation at most once per coalescing window (the task's own updates
   are coalesced by the tracker; this is the parent's share);
-* Celery events: a ``task-progress`` event per window for tasks whose
-  progress moved, when the worker sends task events (``-E``), so Flower
-  shows the PROGRESS state (:class:`TaskProgressEvents`).
+* Celery events: an event per window for tasks whose progress moved, when
+  the worker sends task events (``-E``), so Flower shows the task STARTED
+  with its progress (:class:`TaskProgressEvents`).
 
 The chores themselves belong to the integration's other parts (liveness,
 canvas rollup, result-backend writes); the runtime only says when.
@@ -27,12 +27,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from celery.utils.saferepr import saferepr
+
 if TYPE_CHECKING:
     from celery import Celery
 
 __all__ = [
     "HEARTBEATS_PER_TIMEOUT",
+    "NOTHING_REPORTED",
+    "RESULT_REPR_CHARS",
     "TASK_PROGRESS_EVENT",
+    "TASK_REVOKED_EVENT",
+    "Reported",
     "Running",
     "TaskProgressEvents",
     "WorkerRuntime",
@@ -44,8 +50,24 @@ logger = logging.getLogger(__name__)
 HEARTBEATS_PER_TIMEOUT = 4
 #: The ticker's shortest period, whatever the coalescing window.
 MIN_TICK_S = 0.05
-#: Celery's event type for a task's progress; Flower shows it as the state ``PROGRESS``.
-TASK_PROGRESS_EVENT = "task-progress"
+#: Celery's event type for a task's progress. Celery's event state (Flower's
+#: model of a task) turns an event ``task-<name>`` it does not know into the
+#: state ``<NAME>`` and ranks a state it does not know above STARTED and
+#: REVOKED: after a ``task-progress`` event, a ``task-revoked`` one was only
+#: merged in, and a cancelled task stayed PROGRESS for good. This event's state
+#: is STARTED, so Celery's ``task-succeeded``, ``-failed`` and ``-revoked``
+#: replace it. It is not Celery's own ``task-started``, which sets the task's
+#: start time and which Flower's Prometheus metrics count as the task leaving
+#: the prefetch queue: that one Celery sends, once.
+TASK_PROGRESS_EVENT = "task-STARTED"
+#: Celery's event type for a revoked task; sent for a task that stopped on ``TaskCancelled``.
+TASK_REVOKED_EVENT = "task-revoked"
+#: Longest progress text in the event's ``result`` field, as Celery's ``resultrepr_maxsize``.
+RESULT_REPR_CHARS = 1024
+#: What a task reported, as its progress event carries it: percent, step, current, total.
+Reported = tuple[float | None, str | None, float | None, float | None]
+#: Nothing reported yet: no progress event.
+NOTHING_REPORTED: Reported = (None, None, None, None)
 
 
 @dataclass(slots=True)
@@ -65,12 +87,13 @@ class Running:
     from_sub_operations: bool = False
     #: Something was reported since the ticker last looked.
     dirty: bool = False
-    #: Latest step and counts, for Celery's ``task-progress`` event.
+    #: Latest step and counts, for Celery's progress event.
     step: str | None = None
     current: float | None = None
     total: float | None = None
     pushed_percentage: float | None = None
-    evented_percentage: float | None = None
+    #: What the last progress event carried.
+    evented: Reported = NOTHING_REPORTED
     #: Set when the session was found cancelled from outside.
     cancelled: bool = False
     cancel_reason: str = ""
@@ -79,7 +102,8 @@ class Running:
     #: (state, meta, request); see :class:`.update_state.BackendWrites`.
     backend_pending: tuple[str, Any, Any] | None = None
     backend_written_s: float = float("-inf")
-    #: Set when the task returned: no progress state may overwrite its result.
+    #: Set when the task returned: no progress state may overwrite its result,
+    #: in the result backend or (by a late progress event) in Flower.
     backend_closed: bool = False
     backend_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -157,13 +181,16 @@ class WorkerRuntime:
             except Exception:
                 logger.debug("progress of %s not readable", task.session_id, exc_info=True)
         percentage = task.percentage
-        if percentage is None:
-            return
-        if task.parent_id is not None and percentage != task.pushed_percentage:
+        if (
+            percentage is not None
+            and task.parent_id is not None
+            and percentage != task.pushed_percentage
+        ):
             task.pushed_percentage = percentage
             self._safely(self._push_rollup, task, percentage)
-        if self._emit_progress is not None and percentage != task.evented_percentage:
-            task.evented_percentage = percentage
+        reported = (percentage, task.step, task.current, task.total)
+        if self._emit_progress is not None and reported not in (task.evented, NOTHING_REPORTED):
+            task.evented = reported
             self._safely(self._emit_progress, task)
 
     def _safely(self, function: Callable[..., None], *arguments: Any) -> None:
@@ -188,12 +215,20 @@ class WorkerRuntime:
 
 
 class TaskProgressEvents:
-    """Celery's own ``task-progress`` event, so Flower (and ``celery events``) show progress.
+    """Celery's task events for tracked tasks, so Flower (and ``celery events``) show them right.
 
-    Flower turns an event named ``task-<name>`` into the state ``<NAME>``; the
-    fields ride along. Sent from the worker's ticker, at most once per
-    coalescing window per task, only where the worker sends task events
-    (``celery worker -E``, or ``app.conf.progress_task_events = True``).
+    * Progress: a :data:`TASK_PROGRESS_EVENT` (state STARTED) from the worker's
+      ticker, at most once per coalescing window per task whose progress
+      moved. Its fields ``percent``, ``step``, ``current`` and ``total`` are
+      kept in Celery's event state; ``result`` carries them as text, the one
+      field of a running task that Flower shows (task page, task list, API),
+      replaced by the return value when the task succeeds.
+    * Cooperative cancellation: a ``task-revoked`` event when the task stops on
+      ``TaskCancelled``. The task ends with Celery's ``Ignore``, for which
+      Celery sends no event; a task revoked with ``terminate`` gets Celery's own.
+
+    Sent only where the worker sends task events (``celery worker -E``), or
+    as ``app.conf.progress_task_events`` says.
     """
 
     def __init__(self, app: Celery, enabled: bool | None) -> None:
@@ -204,19 +239,50 @@ class TaskProgressEvents:
         self.worker_sends_task_events = False
 
     def emit(self, running: Running) -> None:
-        """Send one ``task-progress`` event with the task's latest progress, if enabled."""
-        enabled = self._enabled
-        if enabled is None:
-            enabled = self.worker_sends_task_events
-        if not enabled:
+        """Send one progress event with the task's latest progress, unless it returned."""
+        if not self._sending():
             return
-        with self._app.events.default_dispatcher(hostname=running.hostname) as dispatcher:
-            dispatcher.send(
+        progress = {
+            "percent": running.percentage,
+            "step": running.step,
+            "current": running.current,
+            "total": running.total,
+        }
+        shown = {key: value for key, value in progress.items() if value is not None}
+        # Under the lock the task's return takes: sent later, the event's result
+        # would be merged into the task's end in Flower.
+        with running.backend_lock:
+            if running.backend_closed:
+                return
+            self._send(
                 TASK_PROGRESS_EVENT,
+                running.hostname,
                 uuid=running.session_id,
-                state="PROGRESS",
-                percent=running.percentage,
-                current=running.current,
-                total=running.total,
-                description=running.step,
+                name=running.task_name,
+                result=saferepr(shown, RESULT_REPR_CHARS),
+                **progress,
             )
+
+    def revoked(self, task_id: str, hostname: str | None) -> None:
+        """Send ``task-revoked`` for a task that stopped on ``TaskCancelled``; never raises."""
+        if not self._sending():
+            return
+        try:
+            self._send(
+                TASK_REVOKED_EVENT,
+                hostname,
+                uuid=task_id,
+                terminated=False,
+                signum=None,
+                expired=False,
+            )
+        except Exception:
+            logger.warning("the task-revoked event of %s was not sent", task_id, exc_info=True)
+
+    def _sending(self) -> bool:
+        enabled = self._enabled
+        return self.worker_sends_task_events if enabled is None else enabled
+
+    def _send(self, event_type: str, hostname: str | None, **fields: Any) -> None:
+        with self._app.events.default_dispatcher(hostname=hostname) as dispatcher:
+            dispatcher.send(event_type, **fields)
