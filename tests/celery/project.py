@@ -37,7 +37,7 @@ class ProjectConfig:
     heartbeat_timeout_s: float = 60.0
     filesystem_dir: str = ""
     visibility_timeout_s: float = 3600.0
-    #: Send Celery's ``task-progress`` events (as a worker started with ``-E`` does).
+    #: Send the integration's Celery task events; False: as the worker's ``-E`` says.
     task_events: bool = True
 
     def env(self) -> dict[str, str]:
@@ -107,7 +107,7 @@ def make_project(config: ProjectConfig) -> Project:
     app.conf.progress_update_interval_ms = config.window_ms
     app.conf.progress_heartbeat_timeout_seconds = config.heartbeat_timeout_s
     app.conf.progress_poll_interval_seconds = 0.5
-    app.conf.progress_task_events = config.task_events
+    app.conf.progress_task_events = config.task_events or None
     tracker = install(app)
     project = Project(config, app, tracker)
     _register_tasks(project)

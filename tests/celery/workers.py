@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,9 +62,17 @@ class Worker:
 
 
 def start_worker(
-    project: Project, log_dir: Path, *, concurrency: int = 2, tag: str = "w"
+    project: Project,
+    log_dir: Path,
+    *,
+    concurrency: int = 2,
+    tag: str = "w",
+    options: Sequence[str] = (),
 ) -> Worker:
-    """A prefork worker with ``concurrency`` pool processes, consuming the project's queue."""
+    """A prefork worker with ``concurrency`` pool processes, consuming the project's queue.
+
+    ``options``: more options of ``celery worker``, such as ``-E``.
+    """
     config = project.config
     name = f"{config.prefix}-{tag}@{socket.gethostname()}"
     env = {**os.environ, **config.env(), "PYTHONPATH": str(ROOT)}
@@ -84,6 +93,7 @@ def start_worker(
         config.prefix,
         "-n",
         name,
+        *options,
     ]
     with log.open("wb") as output:
         process = subprocess.Popen(
