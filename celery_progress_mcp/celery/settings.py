@@ -55,7 +55,8 @@ class CelerySettings:
     #: latest always), ``"always"`` writes every call at once as Celery does,
     #: False never writes them.
     update_state_to_backend: bool | str = True
-    #: Emit Celery's ``task-progress`` events (Flower); None follows the worker's ``-E``.
+    #: Send the Celery task events that show progress and cancellation in Flower
+    #: (:class:`.worker_runtime.TaskProgressEvents`); None follows the worker's ``-E``.
     task_events: bool | None = None
     #: ``auto`` (the broker's fanout where it has one, else polling the store),
     #: ``kombu``, ``poll`` (the store's event log only) or ``local`` (one process).

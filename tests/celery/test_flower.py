@@ -6,7 +6,8 @@ Flower listens on a Unix socket in the module's private directory, its API
 open there without auth (``FLOWER_UNAUTHENTICATED_API``); it sends no
 ``enable_events`` to the broker (``--enable_events=False``), so the other
 workers on a shared Redis are left alone. Everything is read through
-Flower's HTTP API, as a user's script would.
+Flower's HTTP API, as a user's script would. The last test needs no server:
+Celery's event state, Flower's model of a task, on the events in order.
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ from typing import Any
 
 import httpx
 import pytest
+from celery.events.state import State
 from celery.result import AsyncResult
 
 from celery_progress_mcp import Cancelled
+from celery_progress_mcp.celery.worker_runtime import TASK_PROGRESS_EVENT, TASK_REVOKED_EVENT
 from celery_progress_mcp.testing import eventually
 from tests.celery.conftest import close_project, project_config
 from tests.celery.helpers import finished
@@ -169,8 +172,7 @@ def flowered(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Project
 
 @contextlib.contextmanager
 def terminated_on_failure(result: AsyncResult) -> Iterator[None]:
-    """A task that runs until stopped is stopped if the test fails: the next test needs
-    the worker's one process."""
+    """A task that runs until stopped is stopped if the test fails: the next needs the worker."""
     try:
         yield
     except BaseException:
@@ -206,30 +208,27 @@ def test_a_running_task_is_started_with_its_progress_until_cancelled_cooperative
 ) -> None:
     project, flower = flowered
     result = project.endless.delay()
-    with terminated_on_failure(result):
-        check_started_then_cancelled(project, flower, result)
 
-
-def check_started_then_cancelled(project: Project, flower: Flower, result: AsyncResult) -> None:
     def listed_started() -> dict[str, Any]:
         listed = flower.tasks(state="STARTED")  # Flower's "Started" filter
         info = listed[result.id]
         assert progress_of(info)["step"] == "looping"
         return info
 
-    first = eventually(listed_started, what="the task listed as started, with its progress")
-
-    def moved_on() -> dict[str, Any]:
+    def moved_on_from(first: dict[str, Any]) -> dict[str, Any]:
         info = flower.task(result.id)
         assert progress_of(info)["percent"] > progress_of(first)["percent"]
         return info
 
-    later = eventually(moved_on, what="the task's progress moving on in Flower")
-    assert later["state"] == "STARTED"
-    assert later["started"] == first["started"]  # Celery's start time, not the last update's
-
-    project.tracker.cancel_session(result.id, "the user changed their mind", revoke=True)
-    flower.wait_state(result.id, "REVOKED")
+    with terminated_on_failure(result):
+        first = eventually(listed_started, what="the task listed as started, with its progress")
+        later = eventually(lambda: moved_on_from(first), what="its progress moving on in Flower")
+        assert later["state"] == "STARTED"
+        assert later["started"] == first["started"]  # Celery's start time, not the last update's
+        page = flower.client.get(f"/task/{result.id}")
+        assert 'id="task-terminate"' in page.text  # the task page offers Terminate
+        project.tracker.cancel_session(result.id, "the user changed their mind", revoke=True)
+        flower.wait_state(result.id, "REVOKED")
     assert isinstance(finished(project.tracker, result.id).state, Cancelled)
     assert AsyncResult(result.id, app=project.app).state == "REVOKED"
 
@@ -247,6 +246,34 @@ def test_a_terminated_task_is_revoked(flowered: tuple[Project, Flower], tmp_path
     with terminated_on_failure(result):
         eventually(started_hanging, what="the task started, with its progress, in Flower")
     project.tracker.cancel_session(result.id, "stop it now", terminate=True)
-    flower.wait_state(result.id, "REVOKED")
+    flower.wait_state(result.id, "REVOKED")  # in its sleep: Celery's task-revoked, terminated
     session = finished(project.tracker, result.id)
     assert isinstance(session.state, Cancelled)
+
+
+def test_celery_event_state_keeps_the_progress_event_started_until_the_task_ends() -> None:
+    """Without servers: what Celery's event state (Flower's model) makes of the events."""
+    state = State()
+    clock = iter(range(1, 100))
+
+    def event(task_id: str, event_type: str, **fields: Any) -> None:
+        timestamp = float(next(clock))
+        state.event(
+            {"type": event_type, "uuid": task_id, "hostname": "w@h", "timestamp": timestamp,
+             "local_received": timestamp, "clock": int(timestamp), **fields}
+        )  # fmt: skip
+
+    for task_id in ("revoked", "succeeded"):
+        event(task_id, "task-received", name="tasks.t")
+        event(task_id, "task-started")
+        started = state.tasks[task_id].started
+        event(task_id, TASK_PROGRESS_EVENT, percent=40.0, result="{'percent': 40.0}")
+        task = state.tasks[task_id]
+        assert (task.state, task.started, task.result) == ("STARTED", started, "{'percent': 40.0}")
+    event("revoked", TASK_REVOKED_EVENT, terminated=False, signum=None, expired=False)
+    assert state.tasks["revoked"].state == "REVOKED"
+    event("succeeded", "task-succeeded", result="'done'", runtime=1.5)
+    assert (state.tasks["succeeded"].state, state.tasks["succeeded"].result) == (
+        "SUCCESS",
+        "'done'",
+    )
