@@ -95,6 +95,7 @@ __all__ = [
     "Subscription",
     "TaskCancelled",
     "TrackingDisabled",
+    "__version__",
     "install",
     "progress_task",
 ]

@@ -92,3 +92,10 @@ def test_py_typed_is_shipped() -> None:
     from importlib.resources import files
 
     assert files("celery_progress_mcp").joinpath("py.typed").is_file()
+
+
+def test_version_is_exported_and_is_the_installed_distributions() -> None:
+    from importlib.metadata import version
+
+    assert "__version__" in celery_progress_mcp.__all__
+    assert celery_progress_mcp.__version__ == version("celery-progress-mcp")

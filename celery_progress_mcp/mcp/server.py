@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
+from importlib import metadata
 from typing import Any
 
 import anyio
@@ -40,6 +41,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.shared.exceptions import MCPError
 from pydantic import AnyUrl
 
+from .. import __version__
 from ..tracking.aio import AsyncProgressTracker
 from ..tracking.tracker import ProgressTracker
 from .cancel_reasons import CancelReasons
@@ -59,12 +61,23 @@ __all__ = ["SESSION_META_KEY", "ProgressMcpServer", "ServerOptions", "build_serv
 _SUBSCRIBE_VERSIONS = frozenset({"2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"})
 #: The protocol version MCP Tasks belong to.
 _TASKS_VERSION = "2025-11-25"
+#: The distribution whose version the server reports as ``serverInfo.version``.
+_DISTRIBUTION = "celery-progress-mcp"
+
+
+def _package_version() -> str:
+    """The version installed; the one the package declares when it runs from a bare tree."""
+    try:
+        return metadata.version(_DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        return __version__
 
 
 @dataclass(frozen=True)
 class ServerOptions:
     name: str = "celery-progress-mcp"
-    version: str = ""
+    #: ``serverInfo.version``: the package's version unless given.
+    version: str = field(default_factory=_package_version)
     instructions: str | None = None
     run: RunOptions = field(default_factory=RunOptions)
     #: Expose the session tools: get_progress, list_sessions, cancel_session, progress_stats.
