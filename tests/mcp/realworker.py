@@ -1,20 +1,32 @@
-"""A real Celery worker (prefork, a subprocess) for the tests in project.py."""
+"""For the tests on project.py: a real Celery worker (prefork), the MCP server over HTTP."""
 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from celery_progress_mcp.testing import eventually
 
+from ..web.server import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 
-__all__ = ["ROOT", "project_env", "running_worker"]
+__all__ = ["ROOT", "SCRIPT", "mcp_command", "project_env", "running_worker", "serving_http"]
+
+#: The package's own command, as pip installs it next to this Python.
+SCRIPT = Path(sys.executable).with_name("celery-progress-mcp")
+
+
+def mcp_command(tools: Sequence[str], *extra: str) -> list[str]:
+    """``celery-progress-mcp -A <project> mcp --tool ...``: -A on the group, as in the README."""
+    allowed = [arg for name in tools for arg in ("--tool", name)]
+    return [str(SCRIPT), "-A", "tests.mcp.project:app", "mcp", *allowed, *extra]
 
 
 def project_env(redis_url: str, store_path: Path, *, window_ms: int = 0) -> dict[str, str]:
@@ -66,6 +78,30 @@ def running_worker(
             worker.wait(10)
 
 
+@contextmanager
+def serving_http(env: dict[str, str], tools: Sequence[str], token: str) -> Iterator[str]:
+    """The ``mcp`` command over HTTP, with the bearer token ``token``: its URL."""
+    port = free_port()
+    command = mcp_command(tools, "--transport", "http", "--port", str(port))
+    server = subprocess.Popen(command, cwd=ROOT, env={**env, "CELERY_PROGRESS_MCP_TOKEN": token})
+    try:
+
+        def listening() -> bool:
+            if server.poll() is not None:
+                raise RuntimeError("the MCP server exited")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            except OSError:
+                return False
+            return True
+
+        eventually(listening, timeout_s=30, interval_s=0.1, what="the MCP server listening")
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        server.terminate()
+        server.wait(20)
+
+
 def _wait_ready(env: dict[str, str]) -> None:
     """Until the worker answers a ping on its own name (at most 60 s)."""
     check = (
@@ -73,8 +109,6 @@ def _wait_ready(env: dict[str, str]) -> None:
         "r = p.app.control.ping(destination=[sys.argv[1]], timeout=1.0); "
         "sys.exit(0 if r else 1)"
     )
-    import socket
-
     name = f"{env['MCP_TEST_QUEUE']}@{socket.gethostname()}"
 
     def answers() -> bool:

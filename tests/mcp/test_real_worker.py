@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import importlib
 import os
-import socket
-import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -29,8 +26,7 @@ from mcp.shared.exceptions import MCPError
 from celery_progress_mcp.testing import eventually
 
 from ..servers import server_url
-from ..web.server import free_port
-from .realworker import ROOT, project_env, running_worker
+from .realworker import ROOT, project_env, running_worker, serving_http
 from .test_stdio import RawPeer
 from .waiting import eventually_async
 
@@ -284,29 +280,8 @@ async def test_with_terminate_a_cancel_stops_a_task_that_never_reports_again(
 
 @pytest.fixture(scope="module")
 def http_url(env: dict[str, str], worker: None) -> Iterator[str]:
-    port = free_port()
-    # The package's own command, with -A on the group, as the README shows it.
-    script = str(Path(sys.executable).with_name("celery-progress-mcp"))
-    tools = [arg for name in TOOLS for arg in ("--tool", name)]
-    command = [script, "-A", "tests.mcp.project:app", "mcp", *tools, "--transport", "http"]
-    command += ["--port", str(port)]
-    server = subprocess.Popen(command, cwd=ROOT, env={**env, "CELERY_PROGRESS_MCP_TOKEN": TOKEN})
-    try:
-
-        def listening() -> bool:
-            if server.poll() is not None:
-                raise RuntimeError("the MCP server exited")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            except OSError:
-                return False
-            return True
-
-        eventually(listening, timeout_s=30, interval_s=0.1, what="the MCP server listening")
-        yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        server.terminate()
-        server.wait(20)
+    with serving_http(env, TOOLS, TOKEN) as url:
+        yield url
 
 
 async def test_over_http_giving_up_revokes_the_task_and_a_token_is_required(
