@@ -4,15 +4,17 @@ The tracker comes from ``--store-url`` (a store without a Celery app), else
 from the Celery app named by ``-A`` (here or on the group; see
 :mod:`.context`), whose ``cancel_session`` also revokes the task.
 Binding anything but a loopback address requires a token or basic auth.
+``--cors-origin`` lets pages on other origins read ``/celery-progress/...``
+and the JSON API's GETs (never the actions; see ``web.cors``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import click
 
-from ..celery import CeleryProgressTracker
 from ..core.errors import ConfigError
 from ..core.hosts import is_loopback
 from .context import Tracker, context_of, require_tracker
@@ -41,6 +43,7 @@ def serve(
     token: str | None = None,
     basic_auth: tuple[str, str] | None = None,
     cancel: ActionHook | None = None,
+    cors_origins: Sequence[str] = (),
     log_level: str = "info",
 ) -> None:
     """Run the dashboard until interrupted. Refuses a non-loopback host without auth."""
@@ -56,11 +59,14 @@ def serve(
     allowed_hosts: list[str] | None = None
     if token is None and basic_auth is None:
         allowed_hosts = ["localhost", "127.0.0.1", "::1", "[::1]", host]
-    if isinstance(tracker, CeleryProgressTracker):
-        # The dashboard works on the tracker it composes; cancelling revokes the task too.
-        tracker, cancel = tracker.tracker, cancel or tracker.cancel_session
+    # A Celery tracker brings its app: cancelling revokes, /celery-progress/ reads its backend.
     app = create_app(
-        tracker, token=token, basic_auth=basic_auth, cancel=cancel, allowed_hosts=allowed_hosts
+        tracker,
+        token=token,
+        basic_auth=basic_auth,
+        cancel=cancel,
+        allowed_hosts=allowed_hosts,
+        cors_origins=cors_origins,
     )
     uvicorn.run(
         app,
@@ -86,6 +92,14 @@ def serve(
     help=f"Require HTTP basic auth (or set {BASIC_AUTH_ENV}).",
 )
 @click.option("--store-url", help="Serve this store directly, without a Celery app.")
+@click.option(
+    "--cors-origin",
+    "cors_origins",
+    multiple=True,
+    metavar="ORIGIN",
+    help="Let pages on ORIGIN (scheme://host[:port]) read /celery-progress/ and the API's "
+    "GETs; repeatable. None by default.",
+)
 @click.option("--log-level", default="info", show_default=True)
 @click.pass_context
 def dashboard_command(
@@ -96,6 +110,7 @@ def dashboard_command(
     token: str | None,
     basic_auth: str | None,
     store_url: str | None,
+    cors_origins: tuple[str, ...],
     log_level: str,
 ) -> None:
     """Serve the live web dashboard, JSON API, SSE stream and /metrics."""
@@ -106,6 +121,12 @@ def dashboard_command(
             raise click.BadParameter("expected USER:PASSWORD", param_hint="--basic-auth")
         basic = (user, password)
     check_token(token)
+    from ..web.cors import checked_origins  # the web extra, imported once it is needed
+
+    try:
+        checked_origins(cors_origins)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="--cors-origin") from None
     refuse_open_bind(
         host,
         authenticated=token is not None or basic is not None,
@@ -117,4 +138,12 @@ def dashboard_command(
         context.use_store(store_url)
     tracker = require_tracker(ctx, "name the Celery app with -A MODULE:APP, or pass --store-url")
     click.echo(f"dashboard on http://{host}:{port}/", err=True)
-    serve(tracker, host=host, port=port, token=token, basic_auth=basic, log_level=log_level)
+    serve(
+        tracker,
+        host=host,
+        port=port,
+        token=token,
+        basic_auth=basic,
+        cors_origins=cors_origins,
+        log_level=log_level,
+    )

@@ -6,8 +6,8 @@ package's hierarchy (see :func:`error_response`).
 
 from __future__ import annotations
 
-import json
-from typing import Any
+import logging
+from collections.abc import Awaitable
 
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
@@ -23,7 +23,8 @@ from ..core.errors import (
     TrackingDisabled,
 )
 from ..core.models import ProgressSession
-from .compat import group_progress, pending_progress, task_progress
+from .compat import Answer
+from .compat_reader import ResultBackendError
 from .dashboard import Dashboard, dashboard_of
 from .live import StreamFilter
 from .metrics import CONTENT_TYPE
@@ -50,6 +51,8 @@ MAX_EVENT_PAGE = 1000
 MAX_BODY_BYTES = 16 * 1024
 
 _NO_STORE = {"cache-control": "no-store"}
+
+logger = logging.getLogger(__name__)
 
 
 def _json(model: BaseModel, status_code: int = 200) -> JSONResponse:
@@ -200,22 +203,25 @@ async def openapi(request: Request) -> Response:
 
 
 async def celery_progress(request: Request) -> Response:
-    """celery-progress's ``/celery-progress/<task_id>/``: an unknown id is PENDING, as there."""
-    task_id = request.path_params["task_id"]
-    try:
-        session = await dashboard_of(request).access.session(checked_id(task_id))
-    except SessionNotFound:
-        answer = pending_progress()
-    else:
-        answer = task_progress(session)
-    return _json(answer)
+    """celery-progress's ``/celery-progress/<task_id>/``, for any id (see :mod:`.compat`)."""
+    task_id = checked_id(request.path_params["task_id"])
+    return await _compat_answer(dashboard_of(request).celery_progress.task(task_id))
 
 
 async def celery_group_progress(request: Request) -> Response:
+    """celery-progress's ``/celery-progress/g/<group_id>/``; 404 for a group nothing knows."""
     group_id = checked_id(request.path_params["group_id"])
-    session = await dashboard_of(request).access.session(group_id)
-    body: dict[str, Any] = group_progress(session)
-    return Response(json.dumps(body), media_type="application/json", headers=_NO_STORE)
+    return await _compat_answer(dashboard_of(request).celery_progress.group(group_id))
+
+
+async def _compat_answer(answer: Awaitable[Answer]) -> Response:
+    try:
+        body = await answer
+    except ResultBackendError as exc:
+        logger.warning("celery-progress endpoint: %s", exc)
+        failure = {"error": "result_backend_unavailable", "detail": str(exc)}
+        return JSONResponse(failure, 503, headers=_NO_STORE)
+    return JSONResponse(body, headers=_NO_STORE)
 
 
 def api_routes(board: Dashboard) -> list[BaseRoute]:

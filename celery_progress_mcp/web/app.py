@@ -19,12 +19,21 @@ the ``asgi.py`` module, setting ``root_path`` as a mount does::
 
 Mounted under a prefix, links, the API's server URL and the login cookie's
 path all follow the mount point.
+
+Given the tracker ``install(app)`` returns, the dashboard knows the Celery
+app: cancelling also revokes the task, and ``/celery-progress/<id>/``
+answers for tasks without a session from the app's result backend, as
+celery-progress does. ``cors_origins`` lets pages on those origins read
+``/celery-progress/...`` and the JSON API's GETs (see :mod:`.cors`)::
+
+    create_app(install(app), cors_origins=["https://app.example.com"])
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Collection
+from typing import TYPE_CHECKING
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.applications import Starlette
@@ -34,9 +43,12 @@ from starlette.responses import Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
+from ..celery.tracker import CeleryProgressTracker
 from ..core.errors import ProgressError
 from ..tracking.tracker import ProgressTracker
 from .api import api_routes, error_response
+from .compat_reader import CompatReader
+from .cors import CorsMiddleware, checked_origins
 from .dashboard import Dashboard
 from .formatting import FILTERS
 from .live import DEFAULT_INTERVAL_S, LiveHub
@@ -45,17 +57,22 @@ from .pages import page_routes
 from .security import AuthSettings, SecurityMiddleware
 from .tracker_access import ActionHook, TrackerAccess
 
+if TYPE_CHECKING:
+    from celery import Celery
+
 __all__ = ["create_app"]
 
 
 def create_app(
-    tracker: ProgressTracker,
+    tracker: ProgressTracker | CeleryProgressTracker,
     *,
     token: str | None = None,
     basic_auth: tuple[str, str] | None = None,
     cancel: ActionHook | None = None,
     allowed_hosts: Collection[str] | None = None,
     trusted_origins: Collection[str] = (),
+    celery_app: Celery | None = None,
+    cors_origins: Collection[str] = (),
     live_interval_s: float = DEFAULT_INTERVAL_S,
     live_source: str = "auto",
     title: str = "Celery progress",
@@ -72,9 +89,18 @@ def create_app(
     updates come from: ``"bus"`` (the tracker's subscription), ``"log"``
     (polling the store's event log, for a dashboard in its own process whose
     bus is in-process only) or ``"auto"`` (the bus unless that is the case).
+    ``celery_app`` (the tracker's own app when ``install`` made it) is read
+    for ids without a session on ``/celery-progress/``. ``cors_origins``:
+    the origins (``scheme://host[:port]``) that may read the read-only
+    endpoints from their pages; none by default.
     """
     if token is not None and not token:
         raise ProgressError("the dashboard token must not be empty")
+    origins = checked_origins(cors_origins)
+    if isinstance(tracker, CeleryProgressTracker):
+        # The dashboard works on the tracker it composes; cancelling revokes the task too.
+        celery_app = celery_app or tracker.app
+        tracker, cancel = tracker.tracker, cancel or tracker.cancel_session
     auth = AuthSettings(
         token=token,
         basic=basic_auth,
@@ -96,6 +122,7 @@ def create_app(
         auth=auth,
         templates=_templates(),
         title=title,
+        celery_progress=CompatReader(access, celery_app),
     )
 
     @contextlib.asynccontextmanager
@@ -120,7 +147,11 @@ def create_app(
                 name="static",
             ),
         ],
-        middleware=[Middleware(SecurityMiddleware, settings=auth)],
+        # CORS outermost: a listed origin can read even a refusal (a 401) as such.
+        middleware=[
+            Middleware(CorsMiddleware, origins=origins),
+            Middleware(SecurityMiddleware, settings=auth),
+        ],
         exception_handlers={ProgressError: on_progress_error},
         lifespan=lifespan,
     )

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from jinja2 import Environment
 from starlette.requests import Request
 
+from .compat_reader import CompatReader
 from .live import LiveHub
 from .metrics import DashboardMetrics
 from .security import AuthSettings
@@ -23,6 +24,8 @@ class Dashboard:
     auth: AuthSettings
     templates: Environment
     title: str
+    #: celery-progress's answers (``/celery-progress/...``).
+    celery_progress: CompatReader
 
 
 def dashboard_of(request: Request) -> Dashboard:

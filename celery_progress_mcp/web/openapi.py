@@ -25,6 +25,7 @@ __all__ = ["openapi_document"]
 _MODELS = (
     schemas.ActionRequest,
     schemas.ActionResult,
+    schemas.CeleryGroupProgressResponse,
     schemas.CeleryProgressResponse,
     schemas.ErrorResponse,
     schemas.EventPage,
@@ -257,7 +258,7 @@ def openapi_document(root_path: str = "") -> dict[str, Any]:
         },
         "/celery-progress/{task_id}/": {
             "get": {
-                "summary": "celery-progress's JSON for a task (unknown ids are PENDING).",
+                "summary": "celery-progress's JSON for any task (its session, else the backend).",
                 "parameters": [
                     {
                         "name": "task_id",
@@ -269,6 +270,7 @@ def openapi_document(root_path: str = "") -> dict[str, Any]:
                 "responses": {
                     "200": _json_body("CeleryProgressResponse", "celery-progress's answer."),
                     **_AUTH_ERRORS,
+                    "503": _error("The store or the result backend is unavailable."),
                 },
             }
         },
@@ -284,12 +286,10 @@ def openapi_document(root_path: str = "") -> dict[str, Any]:
                     }
                 ],
                 "responses": {
-                    "200": {
-                        "description": "`{complete, success, progress: {total, current, percent}}`",
-                        "content": {"application/json": {"schema": {"type": "object"}}},
-                    },
-                    "404": _error("No such group session."),
+                    "200": _json_body("CeleryGroupProgressResponse", "celery-progress's answer."),
+                    "404": _error("No session and no saved GroupResult has this id."),
                     **_AUTH_ERRORS,
+                    "503": _error("The store or the result backend is unavailable."),
                 },
             }
         },

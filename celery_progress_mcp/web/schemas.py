@@ -34,6 +34,8 @@ __all__ = [
     "WORKER_METADATA_KEYS",
     "ActionRequest",
     "ActionResult",
+    "CeleryGroupProgress",
+    "CeleryGroupProgressResponse",
     "CeleryProgressInfo",
     "CeleryProgressResponse",
     "ErrorResponse",
@@ -136,21 +138,44 @@ class ActionResult(_Out):
 
 
 class CeleryProgressInfo(_Out):
+    """celery-progress's ``progress``: ``description`` while running, ``pending`` when unknown."""
+
     pending: bool
     current: float
     total: float
     percent: float
-    description: str
+    description: str | None = None
 
 
 class CeleryProgressResponse(_Out):
-    """The JSON of celery-progress's ``Progress.get_info()``, so its front-end works unchanged."""
+    """The JSON of celery-progress's ``Progress.get_info()``, so its front-end works unchanged.
+
+    ``result`` comes with a finished state only. A PROGRESS state read from
+    the result backend passes on the meta the task gave ``update_state``, as
+    celery-progress does, whatever its shape.
+    """
 
     state: str
     complete: bool
     success: bool | None
-    progress: CeleryProgressInfo
+    progress: CeleryProgressInfo | Any
     result: Any = None
+
+
+class CeleryGroupProgress(_Out):
+    total: float
+    current: float
+    percent: float
+
+
+class CeleryGroupProgressResponse(_Out):
+    """celery-progress's ``GroupProgress.get_info()``; ``result``: the members' results, in
+    order, once all are complete (an addition: celery-progress sends none)."""
+
+    complete: bool
+    success: bool
+    progress: CeleryGroupProgress
+    result: list[Any] | None = None
 
 
 # -- building ------------------------------------------------------------------
