@@ -34,3 +34,28 @@ def crunch(self: Any, rows: int, pause_s: float = 0.05) -> int:
         time.sleep(pause_s)
         self.progress.update(current=row, total=rows, step=f"row {row}")
     return rows
+
+
+@progress_task(app, name="webproj.tally")
+def tally(self: Any, rows: int, pause_s: float = 0.1) -> dict[str, int]:
+    """A tracked task whose result is a JSON object."""
+    for row in range(1, rows + 1):
+        time.sleep(pause_s)
+        self.progress.update(current=row, total=rows, step=f"row {row}")
+    return {"processed": rows}
+
+
+@app.task(bind=True, name="webproj.plain_tally")
+def plain_tally(self: Any, rows: int, pause_s: float = 0.1) -> dict[str, int]:
+    """An untracked task reporting as celery-progress's ProgressRecorder does."""
+    for row in range(1, rows + 1):
+        time.sleep(pause_s)
+        meta = {
+            "pending": False,
+            "current": row,
+            "total": rows,
+            "percent": round(100 * row / rows, 2),
+            "description": f"row {row}",
+        }
+        self.update_state(state="PROGRESS", meta=meta)
+    return {"processed": rows}

@@ -1,11 +1,19 @@
-"""Fixtures of the dashboard tests: a tracker with sessions in every state, apps, clients."""
+"""Fixtures of the dashboard tests: a tracker with sessions in every state, apps, clients,
+the browser, and a real Celery worker serving ``celery_project``."""
 
 from __future__ import annotations
 
+import importlib
 import os
+import socket
+import subprocess
+import sys
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
@@ -19,7 +27,10 @@ from celery_progress_mcp import (
     ProgressTracker,
     SubOperation,
 )
+from celery_progress_mcp.testing import eventually
 from celery_progress_mcp.web import create_app
+
+from ..servers import server_url
 
 #: The token of the apps that require one.
 TOKEN = "s3cret-token-for-tests"
@@ -148,3 +159,70 @@ def page(chromium: Browser) -> Iterator[Page]:
     yield page
     context.close()
     assert errors == [], f"script errors in the page: {errors}"
+
+
+# -- a real Celery worker ----------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+#: Guard against a worker that never starts, in seconds.
+WORKER_START_S = 60.0
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModuleType]:
+    """The project module, configured for these tests, and a prefork worker serving it."""
+    folder = tmp_path_factory.mktemp("celery-project")
+    env = {
+        "WEB_TEST_BROKER": server_url("redis"),
+        "WEB_TEST_STORE": f"sqlite:///{folder / 'progress.db'}",
+        "WEB_TEST_QUEUE": f"webproj-{uuid.uuid4().hex[:8]}",
+    }
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    sys.modules.pop("tests.web.celery_project", None)
+    module = importlib.import_module("tests.web.celery_project")
+    name = f"{env['WEB_TEST_QUEUE']}@{socket.gethostname()}"
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "tests.web.celery_project",
+            "worker",
+            "--pool=prefork",
+            "--concurrency=2",
+            "--loglevel=WARNING",
+            "--without-gossip",
+            "--without-mingle",
+            "-Q",
+            env["WEB_TEST_QUEUE"],
+            "-n",
+            name,
+        ],
+        cwd=ROOT,
+        env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+
+        def answers_a_ping() -> Any:
+            if worker.poll() is not None:
+                raise RuntimeError("the Celery worker exited")
+            return module.app.control.ping(destination=[name], timeout=1.0)
+
+        eventually(answers_a_ping, timeout_s=WORKER_START_S, what="the Celery worker starting")
+        yield module
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(20)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait(10)
+        module.tracker.close()
+        sys.modules.pop("tests.web.celery_project", None)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
