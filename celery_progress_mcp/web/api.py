@@ -218,8 +218,10 @@ async def _compat_answer(answer: Awaitable[Answer]) -> Response:
     try:
         body = await answer
     except ResultBackendError as exc:
-        logger.warning("celery-progress endpoint: %s", exc)
-        failure = {"error": "result_backend_unavailable", "detail": str(exc)}
+        # The cause (a URL, a host) is for the log, not for the client.
+        logger.warning("result backend unreadable for %s: %r", exc, exc.__cause__)
+        detail = "the result backend could not be read"
+        failure = {"error": "result_backend_unavailable", "detail": detail}
         return JSONResponse(failure, 503, headers=_NO_STORE)
     return JSONResponse(body, headers=_NO_STORE)
 

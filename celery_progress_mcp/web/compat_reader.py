@@ -44,7 +44,7 @@ logger = logging.getLogger(__name__)
 
 
 class ResultBackendError(Exception):
-    """The result backend could not be read for an id that only it knows."""
+    """The result backend could not be read for the id (the cause is chained)."""
 
 
 class CompatReader:
@@ -69,8 +69,10 @@ class CompatReader:
             state = await self._backend.run(self._read_state, task_id)
         except Exception as exc:
             if session is None:
-                raise ResultBackendError(f"the result backend could not be read: {exc}") from exc
-            logger.warning("result backend unreadable for %s; answering from its session", task_id)
+                raise ResultBackendError(task_id) from exc
+            logger.warning(
+                "result backend unreadable for %s; answering from its session: %r", task_id, exc
+            )
             state = None
         if session is not None:
             return from_session(session, state)
@@ -86,7 +88,7 @@ class CompatReader:
         try:
             member_ids = await self._backend.run(self._restore_group, group_id)
         except Exception as exc:
-            raise ResultBackendError(f"the result backend could not be read: {exc}") from exc
+            raise ResultBackendError(group_id) from exc
         if not member_ids:  # unknown, or nothing to track: celery-progress fails too
             raise SessionNotFound(group_id)
         return group_answer([await self.task(member_id) for member_id in member_ids])
