@@ -168,9 +168,16 @@ ROOT = Path(__file__).resolve().parents[2]
 WORKER_START_S = 60.0
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModuleType]:
-    """The project module, configured for these tests, and a prefork worker serving it."""
+@dataclass(frozen=True)
+class CeleryProject:
+    module: ModuleType
+    #: What configures it, in this process and the worker's.
+    env: dict[str, str]
+
+
+@pytest.fixture(scope="session")
+def celery_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CeleryProject]:
+    """The project module, configured for these tests; imported once, so its tasks register once."""
     folder = tmp_path_factory.mktemp("celery-project")
     env = {
         "WEB_TEST_BROKER": server_url("redis"),
@@ -181,6 +188,22 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModuleType]:
     os.environ.update(env)
     sys.modules.pop("tests.web.celery_project", None)
     module = importlib.import_module("tests.web.celery_project")
+    try:
+        yield CeleryProject(module, env)
+    finally:
+        module.tracker.close()
+        sys.modules.pop("tests.web.celery_project", None)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@pytest.fixture(scope="module")
+def project(celery_project: CeleryProject) -> Iterator[ModuleType]:
+    """The project module, and a prefork worker serving it for one test module's tests."""
+    module, env = celery_project.module, celery_project.env
     name = f"{env['WEB_TEST_QUEUE']}@{socket.gethostname()}"
     worker = subprocess.Popen(
         [
@@ -219,10 +242,3 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModuleType]:
         except subprocess.TimeoutExpired:
             worker.kill()
             worker.wait(10)
-        module.tracker.close()
-        sys.modules.pop("tests.web.celery_project", None)
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
