@@ -3,7 +3,9 @@
 The tracker comes from ``--store-url`` (a store without a Celery app), else
 from the Celery app named by ``-A`` (here or on the group; see
 :mod:`.context`), whose ``cancel_session`` also revokes the task.
-Binding anything but a loopback address requires a token or basic auth.
+Binding anything but a loopback address requires a token or basic auth; a
+token is at least 16 characters without whitespace (refused at startup
+otherwise). ``--max-streams`` caps the live SSE streams open at once.
 ``--cors-origin`` lets pages on other origins read ``/celery-progress/...``
 and the JSON API's GETs (never the actions; see ``web.cors``).
 """
@@ -44,12 +46,14 @@ def serve(
     basic_auth: tuple[str, str] | None = None,
     cancel: ActionHook | None = None,
     cors_origins: Sequence[str] = (),
+    max_streams: int | None = None,
     log_level: str = "info",
 ) -> None:
     """Run the dashboard until interrupted. Refuses a non-loopback host without auth."""
     import uvicorn
 
     from ..web.app import create_app
+    from ..web.live import DEFAULT_MAX_STREAMS
 
     if not is_loopback(host) and token is None and basic_auth is None:
         raise ConfigError(
@@ -67,6 +71,7 @@ def serve(
         cancel=cancel,
         allowed_hosts=allowed_hosts,
         cors_origins=cors_origins,
+        max_streams=DEFAULT_MAX_STREAMS if max_streams is None else max_streams,
     )
     uvicorn.run(
         app,
@@ -100,6 +105,12 @@ def serve(
     help="Let pages on ORIGIN (scheme://host[:port]) read /celery-progress/ and the API's "
     "GETs; repeatable. None by default.",
 )
+@click.option(
+    "--max-streams",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Live (SSE) streams open at once at most; one more is answered 503. [default: 100]",
+)
 @click.option("--log-level", default="info", show_default=True)
 @click.pass_context
 def dashboard_command(
@@ -111,6 +122,7 @@ def dashboard_command(
     basic_auth: str | None,
     store_url: str | None,
     cors_origins: tuple[str, ...],
+    max_streams: int | None,
     log_level: str,
 ) -> None:
     """Serve the live web dashboard, JSON API, SSE stream and /metrics."""
@@ -121,8 +133,13 @@ def dashboard_command(
             raise click.BadParameter("expected USER:PASSWORD", param_hint="--basic-auth")
         basic = (user, password)
     check_token(token)
-    from ..web.cors import checked_origins  # the web extra, imported once it is needed
+    # The web extra, imported once it is needed.
+    from ..web.cors import checked_origins
+    from ..web.security import token_problem
 
+    problem = None if token is None else token_problem(token)
+    if problem is not None:
+        raise click.BadParameter(f"{problem} (or set {TOKEN_ENV})", param_hint="--token")
     try:
         checked_origins(cors_origins)
     except ConfigError as exc:
@@ -145,5 +162,6 @@ def dashboard_command(
         token=token,
         basic_auth=basic,
         cors_origins=cors_origins,
+        max_streams=max_streams,
         log_level=log_level,
     )

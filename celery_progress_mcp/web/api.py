@@ -7,7 +7,8 @@ package's hierarchy (see :func:`error_response`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
+from http import HTTPStatus
 
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
@@ -29,7 +30,7 @@ from .dashboard import Dashboard, dashboard_of
 from .live import StreamFilter
 from .metrics import CONTENT_TYPE
 from .openapi import openapi_document
-from .params import MAX_SEQ, checked_id, int_param, list_filters
+from .params import MAX_SEQ, checked_id, checked_task_id, int_param, list_filters
 from .schemas import (
     ActionRequest,
     ActionResult,
@@ -41,7 +42,7 @@ from .schemas import (
 )
 from .tracker_access import TrackerAccess
 
-__all__ = ["api_routes", "error_response"]
+__all__ = ["api_routes", "error_response", "http_error_response"]
 
 #: Session ids a single SSE client may watch.
 MAX_WATCHED_SESSIONS = 500
@@ -59,8 +60,18 @@ def _json(model: BaseModel, status_code: int = 200) -> JSONResponse:
     return JSONResponse(model.model_dump(mode="json"), status_code, headers=_NO_STORE)
 
 
+#: What a client is told of a store outage: its cause (a host, a port, SQL) goes to the log.
+STORE_UNAVAILABLE_DETAIL = "the store is unavailable; try again later"
+#: Codes of the HTTP errors the router answers itself (no route, wrong method).
+_HTTP_ERROR_CODES = {404: "not_found", 405: "method_not_allowed"}
+
+
 def error_response(exc: Exception) -> JSONResponse:
-    """The package's errors as HTTP: 404 unknown, 409 refused move, 400 bad input, 503 store."""
+    """The package's errors as HTTP: 404 unknown, 409 refused move, 400 bad input, 503 store.
+
+    Bodies name the failure, never internals: a store outage is logged with
+    its cause and answered with :data:`STORE_UNAVAILABLE_DETAIL` alone.
+    """
     status, code = 500, "internal_error"
     match exc:
         case SessionNotFound():
@@ -75,8 +86,26 @@ def error_response(exc: Exception) -> JSONResponse:
             status, code = 503, "store_unavailable"
         case ProgressError():
             status, code = 409, "refused"
-    detail_text = str(exc) if status != 500 else "internal error"
+    detail_text = str(exc)
+    if status == 500:
+        logger.error("dashboard request failed", exc_info=exc)
+        detail_text = "internal error"
+    elif code == "store_unavailable":
+        logger.warning("store unavailable: %s", exc)
+        detail_text = STORE_UNAVAILABLE_DETAIL
     return JSONResponse({"error": code, "detail": detail_text}, status, headers=_NO_STORE)
+
+
+def http_error_response(status: int, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    """The router's own errors (no such route, wrong method) as the API's JSON errors."""
+    code = _HTTP_ERROR_CODES.get(status, "http_error")
+    try:
+        detail_text = HTTPStatus(status).phrase.lower()
+    except ValueError:
+        detail_text = code
+    return JSONResponse(
+        {"error": code, "detail": detail_text}, status, headers={**_NO_STORE, **(headers or {})}
+    )
 
 
 async def list_sessions(request: Request) -> Response:
@@ -169,6 +198,11 @@ async def events_stream(request: Request) -> Response:
     elif params.get("since"):
         since = int_param(params, "since", 0, low=0, high=MAX_SEQ)
     stream_filter = StreamFilter(frozenset(watched) if watched else None, include_new)
+    if board.hub.full:
+        # Checked as the stream is asked for: each open stream holds a connection and a queue.
+        limit = board.hub.max_streams
+        failure = {"error": "too_many_streams", "detail": f"at most {limit} live streams are open"}
+        return JSONResponse(failure, 503, headers={**_NO_STORE, "retry-after": "30"})
     return StreamingResponse(
         board.hub.stream(stream_filter, since),
         media_type="text/event-stream",
@@ -204,13 +238,13 @@ async def openapi(request: Request) -> Response:
 
 async def celery_progress(request: Request) -> Response:
     """celery-progress's ``/celery-progress/<task_id>/``, for any id (see :mod:`.compat`)."""
-    task_id = checked_id(request.path_params["task_id"])
+    task_id = checked_task_id(request.path_params["task_id"])
     return await _compat_answer(dashboard_of(request).celery_progress.task(task_id))
 
 
 async def celery_group_progress(request: Request) -> Response:
     """celery-progress's ``/celery-progress/g/<group_id>/``; 404 for a group nothing knows."""
-    group_id = checked_id(request.path_params["group_id"])
+    group_id = checked_task_id(request.path_params["group_id"])
     return await _compat_answer(dashboard_of(request).celery_progress.group(group_id))
 
 

@@ -37,24 +37,32 @@ from typing import TYPE_CHECKING
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
 from ..celery.tracker import CeleryProgressTracker
-from ..core.errors import ProgressError
+from ..core.errors import ConfigError, ProgressError
 from ..tracking.tracker import ProgressTracker
-from .api import api_routes, error_response
+from .api import api_routes, error_response, http_error_response
 from .compat_reader import CompatReader
 from .cors import CorsMiddleware, checked_origins
 from .dashboard import Dashboard
 from .formatting import FILTERS
-from .live import DEFAULT_INTERVAL_S, LiveHub
+from .live import DEFAULT_INTERVAL_S, DEFAULT_MAX_STREAMS, LiveHub
 from .metrics import DashboardMetrics
 from .pages import page_routes
-from .security import AuthSettings, SecurityMiddleware
+from .security import (
+    MACHINE_PREFIXES,
+    AuthSettings,
+    SecurityMiddleware,
+    route_path,
+    token_problem,
+)
+from .throttle import DEFAULT_FAILED_LOGIN_WINDOW_S, DEFAULT_FAILED_LOGINS, LoginThrottle
 from .tracker_access import ActionHook, TrackerAccess
 
 if TYPE_CHECKING:
@@ -75,6 +83,9 @@ def create_app(
     cors_origins: Collection[str] = (),
     live_interval_s: float = DEFAULT_INTERVAL_S,
     live_source: str = "auto",
+    max_streams: int = DEFAULT_MAX_STREAMS,
+    max_failed_logins: int = DEFAULT_FAILED_LOGINS,
+    failed_login_window_s: float = DEFAULT_FAILED_LOGIN_WINDOW_S,
     title: str = "Celery progress",
 ) -> Starlette:
     """The dashboard, JSON API, SSE stream and ``/metrics`` over ``tracker``.
@@ -93,9 +104,19 @@ def create_app(
     for ids without a session on ``/celery-progress/``. ``cors_origins``:
     the origins (``scheme://host[:port]``) that may read the read-only
     endpoints from their pages; none by default.
+
+    A ``token`` is at least 16 characters without whitespace (else
+    :class:`ConfigError`); it is read from the login form or the
+    ``Authorization`` header, never from a query string. A client address
+    that fails ``max_failed_logins`` times within ``failed_login_window_s``
+    (5 per 60 s by default) is answered 429 with ``Retry-After`` until the
+    window passes. At most ``max_streams`` SSE streams are open at once
+    (100 by default); one more is answered 503.
     """
-    if token is not None and not token:
-        raise ProgressError("the dashboard token must not be empty")
+    if token is not None:
+        problem = token_problem(token)
+        if problem is not None:
+            raise ConfigError(f"dashboard token refused: {problem}")
     origins = checked_origins(cors_origins)
     if isinstance(tracker, CeleryProgressTracker):
         # The dashboard works on the tracker it composes; cancelling revokes the task too.
@@ -107,6 +128,7 @@ def create_app(
         allowed_hosts=allowed_hosts,
         trusted_origins=tuple(trusted_origins),
     )
+    throttle = LoginThrottle(limit=max_failed_logins, window_s=failed_login_window_s)
     holder: list[DashboardMetrics] = []
     access = TrackerAccess(
         tracker, cancel=cancel, on_store_error=lambda exc: holder[0].store_errors.inc()
@@ -114,7 +136,7 @@ def create_app(
     metrics = DashboardMetrics(access)
     holder.append(metrics)
     unsubscribe = tracker.bus.subscribe(metrics.observe)
-    hub = LiveHub(access, interval_s=live_interval_s, source=live_source)
+    hub = LiveHub(access, interval_s=live_interval_s, source=live_source, max_streams=max_streams)
     board = Dashboard(
         access=access,
         hub=hub,
@@ -123,6 +145,7 @@ def create_app(
         templates=_templates(),
         title=title,
         celery_progress=CompatReader(access, celery_app),
+        throttle=throttle,
     )
 
     @contextlib.asynccontextmanager
@@ -137,6 +160,12 @@ def create_app(
     async def on_progress_error(request: Request, exc: Exception) -> Response:
         return error_response(exc)
 
+    async def on_http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        if route_path(request.scope).startswith(MACHINE_PREFIXES):
+            return http_error_response(exc.status_code, exc.headers)
+        return PlainTextResponse(exc.detail, exc.status_code, headers=exc.headers)
+
     app = Starlette(
         routes=[
             *api_routes(board),
@@ -150,9 +179,14 @@ def create_app(
         # CORS outermost: a listed origin can read even a refusal (a 401) as such.
         middleware=[
             Middleware(CorsMiddleware, origins=origins),
-            Middleware(SecurityMiddleware, settings=auth),
+            Middleware(SecurityMiddleware, settings=auth, throttle=throttle),
         ],
-        exception_handlers={ProgressError: on_progress_error},
+        exception_handlers={
+            ProgressError: on_progress_error,
+            HTTPException: on_http_error,
+            # Whatever else escapes: a JSON 500 that says nothing of it (it is logged).
+            Exception: on_progress_error,
+        },
         lifespan=lifespan,
     )
     app.state.dashboard = board

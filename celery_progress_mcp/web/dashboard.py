@@ -11,6 +11,7 @@ from .compat_reader import CompatReader
 from .live import LiveHub
 from .metrics import DashboardMetrics
 from .security import AuthSettings
+from .throttle import LoginThrottle
 from .tracker_access import TrackerAccess
 
 __all__ = ["Dashboard", "dashboard_of"]
@@ -26,6 +27,8 @@ class Dashboard:
     title: str
     #: celery-progress's answers (``/celery-progress/...``).
     celery_progress: CompatReader
+    #: Failed logins per client address (the form's and the middleware's).
+    throttle: LoginThrottle
 
 
 def dashboard_of(request: Request) -> Dashboard:

@@ -55,6 +55,8 @@ MAX_REPLAY_EVENTS = 50_000
 REPLAY_PAGE_EVENTS = 1000
 #: Events read from the log per tick at most (log source); the rest wait for the next.
 MAX_LOG_EVENTS_PER_TICK = 20_000
+#: Live streams (SSE clients) one app serves at once, unless ``create_app`` says otherwise.
+DEFAULT_MAX_STREAMS = 100
 #: Browser reconnection delay announced to EventSource (``retry:``), in ms.
 RECONNECT_DELAY_MS = 2000
 
@@ -252,9 +254,14 @@ class LiveHub:
         interval_s: float = DEFAULT_INTERVAL_S,
         heartbeat_s: float = DEFAULT_HEARTBEAT_S,
         source: str = "auto",
+        max_streams: int = DEFAULT_MAX_STREAMS,
     ) -> None:
         if source not in ("auto", "bus", "log"):
             raise InvalidProgress(f"live source must be auto, bus or log, got {source!r}")
+        if max_streams < 1:
+            raise InvalidProgress(f"max_streams must be at least 1, got {max_streams}")
+        #: Streams open at once at most; one more is answered 503.
+        self.max_streams = max_streams
         self._access = access
         self.interval_s = interval_s
         self.heartbeat_s = heartbeat_s
@@ -270,6 +277,11 @@ class LiveHub:
     @property
     def client_count(self) -> int:
         return len(self._clients)
+
+    @property
+    def full(self) -> bool:
+        """Whether ``max_streams`` streams are open (streams are counted once they start)."""
+        return len(self._clients) >= self.max_streams
 
     # -- clients -----------------------------------------------------------------
 

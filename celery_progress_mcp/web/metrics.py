@@ -1,9 +1,18 @@
 """``/metrics`` for Prometheus, in a registry of the app's own.
 
-Two sources: counters fed by the event bus as events pass (every process's
-events where the bus crosses processes), and gauges read from the store when
-Prometheus scrapes (sessions by state, lifetime totals, active sessions per
-operation), so a restarted dashboard reports the truth at once.
+Two sources, told apart by name:
+
+* read from the store when Prometheus scrapes, so true across restarts of
+  the dashboard and the same from every replica: sessions by state, active
+  sessions per operation, and the store's lifetime counters of ended
+  sessions (``celery_progress_sessions_finished_total`` by final state,
+  ``celery_progress_session_duration_seconds``: the count and sum of
+  completed sessions' durations, a summary without quantiles);
+* this dashboard process's own, counted since it started and back to zero
+  when it restarts: every such metric is named ``celery_progress_process_*``
+  and its help says so (events and updates as the bus delivered them,
+  durations of the completions it saw, in buckets, and its failed store
+  calls).
 """
 
 from __future__ import annotations
@@ -12,10 +21,15 @@ from collections import Counter as Tally
 from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+    SummaryMetricFamily,
+)
 from prometheus_client.registry import Collector
 
-from ..core.models import ProgressEvent, ProgressEventType
+from ..core.models import ProgressEvent, ProgressEventType, ProgressStats
 from ..core.states import SessionStatus
 from .tracker_access import MAX_ACTIVE_SCAN_ROWS, TrackerAccess
 
@@ -28,6 +42,9 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 DURATION_BUCKETS_S = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
 
 _PREFIX = "celery_progress"
+#: The prefix of the metrics this process counts itself (they restart from zero with it).
+_OWN = f"{_PREFIX}_process"
+_OWN_HELP = " This dashboard process's own count since it started (zero after a restart)."
 
 
 class DashboardMetrics:
@@ -36,24 +53,27 @@ class DashboardMetrics:
     def __init__(self, access: TrackerAccess) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self._events = Counter(
-            f"{_PREFIX}_events",
-            "Progress events published, by type.",
+            f"{_OWN}_events",
+            "Progress events the bus delivered to this dashboard, by type." + _OWN_HELP,
             ["event_type"],
             registry=self.registry,
         )
         self._updates = Counter(
-            f"{_PREFIX}_updates",
-            "Progress updates written (ProgressUpdated events).",
+            f"{_OWN}_updates",
+            "Progress updates (ProgressUpdated events) the bus delivered." + _OWN_HELP,
             registry=self.registry,
         )
         self.store_errors = Counter(
-            f"{_PREFIX}_store_errors",
-            "Store calls of the dashboard that failed, and failed scrapes of the store.",
+            f"{_OWN}_store_errors",
+            "Store calls of this dashboard that failed, and failed scrapes of the store."
+            + _OWN_HELP,
             registry=self.registry,
         )
         self._durations = Histogram(
-            f"{_PREFIX}_session_duration_seconds",
-            "Duration of completed sessions, from creation to completion.",
+            f"{_OWN}_session_duration_seconds",
+            "Durations of the session completions this dashboard saw, from creation to "
+            f"completion; {_PREFIX}_session_duration_seconds has the store's lifetime count "
+            "and sum." + _OWN_HELP,
             buckets=DURATION_BUCKETS_S,
             registry=self.registry,
         )
@@ -104,7 +124,7 @@ class _StoreCollector(Collector):
         yield sessions
         finished = CounterMetricFamily(
             f"{_PREFIX}_sessions_finished",
-            "Sessions that ended, lifetime, by final state.",
+            "Sessions that ended, lifetime, by final state (the store's counters).",
             labels=["state"],
         )
         finished.add_metric([SessionStatus.COMPLETED.value], stats.total_completed)
@@ -114,6 +134,7 @@ class _StoreCollector(Collector):
         created = CounterMetricFamily(f"{_PREFIX}_sessions_created", "Sessions created, lifetime.")
         created.add_metric([], stats.total_created)
         yield created
+        yield _lifetime_durations(stats)
         per_operation = GaugeMetricFamily(
             f"{_PREFIX}_active_sessions",
             "Active sessions (initializing, in progress, paused), by operation.",
@@ -131,7 +152,26 @@ class _StoreCollector(Collector):
         yield truncated
         average = GaugeMetricFamily(
             f"{_PREFIX}_average_session_duration_seconds",
-            "Average duration of completed sessions, lifetime.",
+            "Average duration of completed sessions, lifetime (the store's counters).",
         )
         average.add_metric([], stats.avg_session_duration_seconds)
         yield average
+
+
+def _lifetime_durations(stats: ProgressStats) -> Metric:
+    """Completed sessions' durations as the store counts them: ``_count`` and ``_sum``.
+
+    The store keeps the count and the total of durations, not their
+    distribution, so this is a summary without quantiles (``rate(_sum) /
+    rate(_count)`` is the mean over a range); the sum is the store's average
+    times its count.
+    """
+    durations = SummaryMetricFamily(
+        f"{_PREFIX}_session_duration_seconds",
+        "Durations of completed sessions, from creation to completion, lifetime "
+        "(the store's counters: true across restarts of the dashboard).",
+    )
+    count = stats.total_completed
+    total_s = stats.avg_session_duration_seconds * count
+    durations.add_metric([], count_value=count, sum_value=total_s)
+    return durations

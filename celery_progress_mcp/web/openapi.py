@@ -53,6 +53,15 @@ _AUTH_ERRORS = {
     "503": _error("The store is unavailable or tracking is disabled."),
 }
 
+#: Errors any operation may answer, besides its own: all JSON, as ErrorResponse.
+_EVERY_OPERATION_ERRORS = {
+    "404": _error("No such route (or resource)."),
+    "405": _error("Method not allowed here (see the Allow header)."),
+    "429": _error(
+        "Too many failed logins from this address: retry after the Retry-After header's seconds."
+    ),
+}
+
 _SESSION_ID = {
     "name": "session_id",
     "in": "path",
@@ -269,6 +278,7 @@ def openapi_document(root_path: str = "") -> dict[str, Any]:
                 ],
                 "responses": {
                     "200": _json_body("CeleryProgressResponse", "celery-progress's answer."),
+                    "404": _error("Not a task id (celery-progress's URL takes `[\\w-]+`)."),
                     **_AUTH_ERRORS,
                     "503": _error("The store or the result backend is unavailable."),
                 },
@@ -294,6 +304,11 @@ def openapi_document(root_path: str = "") -> dict[str, Any]:
             }
         },
     }
+    for item in paths.values():
+        for operation in item.values():
+            responses = operation["responses"]
+            for status, response in _EVERY_OPERATION_ERRORS.items():
+                responses.setdefault(status, response)
     return {
         "openapi": "3.1.0",
         "info": {

@@ -22,7 +22,7 @@ from .chart import history_svg
 from .dashboard import Dashboard, dashboard_of
 from .params import checked_id, list_filters
 from .schemas import detail, stats_response, summarize
-from .security import SESSION_COOKIE, session_cookie_header
+from .security import SESSION_COOKIE, client_address, session_cookie_header
 
 __all__ = ["SECURITY_HEADERS", "page_routes"]
 
@@ -128,7 +128,15 @@ async def login(request: Request) -> Response:
         return _render(request, "login.html", 400, next=target, failed=True)
     form = dict(parse_qsl(body.decode("utf-8", "replace")))
     target = _safe_next(form.get("next", target))
+    address = client_address(request.scope)
+    wait_s = board.throttle.retry_after_s(address)
+    if wait_s is not None:
+        # Refused before the token is compared: a guess now tells nothing.
+        page = _render(request, "login.html", 429, next=target, failed=True, retry_after_s=wait_s)
+        page.headers["retry-after"] = str(wait_s)
+        return page
     if not board.auth.token_ok(form.get("token", "")):
+        board.throttle.failed(address)
         return _render(request, "login.html", 401, next=target, failed=True)
     response = RedirectResponse(request.scope.get("root_path", "") + target, 303)
     response.headers.append("set-cookie", session_cookie_header(board.auth, request.scope))

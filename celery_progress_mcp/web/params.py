@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from starlette.datastructures import QueryParams
@@ -16,6 +17,7 @@ __all__ = [
     "TEXT_PATTERN",
     "ListFilters",
     "checked_id",
+    "checked_task_id",
     "has_control_characters",
     "int_param",
     "list_filters",
@@ -35,6 +37,8 @@ MAX_SEQ = 2**62
 TEXT_PATTERN = "^[^\\u0000-\\u001f\\u007f]*$"
 #: Longest accepted session id, in characters.
 MAX_ID_CHARS = 255
+#: The ids celery-progress's URL pattern takes (``[\\w-]+``); others match no route there.
+_TASK_ID = re.compile(rf"[\w-]{{1,{MAX_ID_CHARS}}}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +100,13 @@ def int_param(params: QueryParams, name: str, default: int, *, low: int, high: i
     return value
 
 
+def checked_task_id(value: str) -> str:
+    """A task id from a celery-progress URL: what its ``[\\w-]+`` matches, else not found."""
+    if not _TASK_ID.fullmatch(value):
+        raise SessionNotFound(value[:MAX_ID_CHARS])
+    return value
+
+
 def checked_id(value: str) -> str:
     """A session id from a URL; one no store could hold is not found, without a look-up."""
     if not value or len(value) > MAX_ID_CHARS or has_control_characters(value):
@@ -107,14 +118,12 @@ def _text(params: QueryParams, name: str) -> str | None:
     raw = params.get(name)
     if raw is None:
         return None
-    value = raw.strip()
-    if not value:
-        return None
-    if len(value) > MAX_TEXT_CHARS or has_control_characters(value):
+    # Checked before stripping: str.strip() would remove some control characters first.
+    if len(raw) > MAX_TEXT_CHARS or has_control_characters(raw):
         raise InvalidProgress(
             f"{name} must be text of at most {MAX_TEXT_CHARS} characters, no control characters"
         )
-    return value
+    return raw.strip() or None
 
 
 def has_control_characters(value: str) -> bool:

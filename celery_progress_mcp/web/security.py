@@ -1,10 +1,17 @@
 """Authentication, CSRF and host checks, as one ASGI middleware.
 
 * Authentication, when a token or a basic-auth pair is configured: an
-  ``Authorization: Bearer <token>`` header, HTTP basic auth, or the session
-  cookie that the login form (or ``?token=`` once, on a GET) sets. The cookie
+  ``Authorization: Bearer <token>`` header (any case of the scheme), HTTP
+  basic auth, or the session cookie that the login form sets. The cookie
   holds an HMAC of the token, never the token itself; every comparison uses
-  :func:`hmac.compare_digest`.
+  :func:`hmac.compare_digest`. A token is at least :data:`MIN_TOKEN_CHARS`
+  characters, none of them whitespace (:func:`token_problem`).
+* Never from a query string: a ``token`` parameter is dropped from the
+  request before anything sees it, the server's access log included (it
+  logs the request's scope, changed in place), so a token pasted into a URL
+  opens nothing and is written nowhere.
+* Failed logins are throttled per client address (:mod:`.throttle`).
+* Every redirect names a path of this app, never another site.
 * CSRF: a state-changing request must carry the ``X-Requested-With`` header
   (a cross-site form cannot set it, and a cross-site fetch that sets it needs
   a CORS preflight this app never grants), and its ``Origin``, when sent,
@@ -20,22 +27,30 @@ import binascii
 import hashlib
 import hmac
 import json
-from collections.abc import Collection
+from collections.abc import Collection, MutableMapping
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
-from urllib.parse import parse_qsl, urlencode
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from starlette.datastructures import Headers
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .throttle import LoginThrottle
 
 __all__ = [
     "CSRF_HEADER",
     "LOOPBACK_HOSTS",
+    "MACHINE_PREFIXES",
+    "MIN_TOKEN_CHARS",
     "SESSION_COOKIE",
     "AuthSettings",
     "SecurityMiddleware",
+    "client_address",
     "cookie_value",
+    "local_path",
     "route_path",
+    "token_problem",
 ]
 
 #: The header every state-changing request must carry (any non-empty value).
@@ -46,11 +61,15 @@ SESSION_COOKIE = "celery_progress_session"
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 #: Lifetime of the login cookie, in seconds.
 COOKIE_MAX_AGE_S = 12 * 3600
+#: The shortest token accepted: shorter ones fall to guessing even when throttled.
+MIN_TOKEN_CHARS = 16
+#: The query parameter dropped from every request (tokens never travel in URLs).
+_TOKEN_PARAM = "token"
 #: Paths reachable without logging in (the login form and its assets).
 _PUBLIC_PREFIXES = ("/login", "/static/")
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: Paths answered with a 401 (machines); other paths send a browser to the login form.
-_MACHINE_PREFIXES = ("/api/", "/metrics", "/celery-progress/")
+MACHINE_PREFIXES = ("/api/", "/metrics", "/celery-progress/")
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +110,17 @@ class AuthSettings:
         return expected is not None and hmac.compare_digest(candidate.encode(), expected.encode())
 
 
+def token_problem(token: str) -> str | None:
+    """Why ``token`` may not guard a dashboard, or None when it may."""
+    if not token.strip():
+        return "the token must not be empty or whitespace"
+    if any(char.isspace() for char in token):
+        return "the token must not contain whitespace (it travels in an HTTP header)"
+    if len(token) < MIN_TOKEN_CHARS:
+        return f"the token must be at least {MIN_TOKEN_CHARS} characters, got {len(token)}"
+    return None
+
+
 def cookie_value(settings: AuthSettings) -> str | None:
     """The login cookie's value: an HMAC of the secret, so the cookie never reveals it."""
     secret = settings.token if settings.token is not None else _basic_secret(settings)
@@ -112,15 +142,42 @@ def route_path(scope: Scope) -> str:
     return path or "/"
 
 
+def client_address(scope: Scope) -> str:
+    """The TCP peer's address (what failed logins are counted by)."""
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
+def local_path(location: str, root_path: str = "") -> str:
+    """A redirect target as a path of this app: another site's URL becomes the app's root.
+
+    An absolute URL keeps only its path; leading slashes and backslashes are
+    collapsed to one slash, since browsers read ``//host`` and ``/\\host``
+    as another site.
+    """
+    parts = urlsplit(location)
+    if parts.scheme or parts.netloc:
+        # Starlette's own redirects are absolute URLs of this site: their path is enough.
+        location = parts.path + (f"?{parts.query}" if parts.query else "")
+    if not location.startswith("/"):
+        return root_path + "/"
+    return "/" + location.lstrip("/\\")
+
+
 class SecurityMiddleware:
-    def __init__(self, app: ASGIApp, settings: AuthSettings) -> None:
+    def __init__(
+        self, app: ASGIApp, settings: AuthSettings, throttle: LoginThrottle | None = None
+    ) -> None:
         self.app = app
         self.settings = settings
+        self.throttle = throttle or LoginThrottle()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        _drop_query_token(scope)
+        send = _local_redirects(send)
         headers = Headers(scope=scope)
         path = route_path(scope)
         method: str = scope["method"]
@@ -136,13 +193,17 @@ class SecurityMiddleware:
         if not self.settings.required or path.startswith(_PUBLIC_PREFIXES):
             await self.app(scope, receive, send)
             return
+        address = client_address(scope)
+        if _credentials(headers) is not None:
+            wait_s = self.throttle.retry_after_s(address)
+            if wait_s is not None:
+                await reply_throttled(send, wait_s)
+                return
         if self._authenticated(headers):
             await self.app(scope, receive, send)
             return
-        token = _query_token(scope)
-        if token is not None and method == "GET" and self.settings.token_ok(token):
-            await self._login_redirect(scope, send)
-            return
+        if _credentials(headers) is not None:
+            self.throttle.failed(address)
         await self._refuse(scope, send, path)
 
     def _host_ok(self, headers: Headers) -> bool:
@@ -181,28 +242,8 @@ class SecurityMiddleware:
         cookie = _cookie(headers)
         return cookie is not None and self.settings.cookie_ok(cookie)
 
-    async def _login_redirect(self, scope: Scope, send: Send) -> None:
-        """``?token=`` once: set the cookie and send the browser to the URL without it."""
-        query = [(k, v) for k, v in parse_qsl(_query_string(scope)) if k != "token"]
-        location = scope.get("root_path", "") + route_path(scope)
-        if query:
-            location += "?" + urlencode(query)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 303,
-                "headers": [
-                    (b"location", location.encode()),
-                    (b"set-cookie", session_cookie_header(self.settings, scope).encode()),
-                    (b"cache-control", b"no-store"),
-                    (b"content-length", b"0"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": b""})
-
     async def _refuse(self, scope: Scope, send: Send, path: str) -> None:
-        if path.startswith(_MACHINE_PREFIXES) or path == "/metrics":
+        if path.startswith(MACHINE_PREFIXES) or path == "/metrics":
             challenges = []
             if self.settings.token is not None:
                 challenges.append((b"www-authenticate", b'Bearer realm="celery-progress-mcp"'))
@@ -259,11 +300,45 @@ def _query_string(scope: Scope) -> str:
     return raw.decode("latin-1")
 
 
-def _query_token(scope: Scope) -> str | None:
-    for key, value in parse_qsl(_query_string(scope)):
-        if key == "token":
-            return value
-    return None
+def _drop_query_token(scope: MutableMapping[str, Any]) -> None:
+    """Remove ``token`` from the query string, in the scope the server logs from."""
+    pairs = parse_qsl(_query_string(scope), keep_blank_values=True)
+    kept = [(key, value) for key, value in pairs if key != _TOKEN_PARAM]
+    if len(kept) < len(pairs):
+        scope["query_string"] = urlencode(kept).encode("latin-1")
+
+
+def _local_redirects(send: Send) -> Send:
+    """``send`` with every ``Location`` made a path of this app (no open redirect)."""
+
+    async def guarded(message: Message) -> None:
+        if message["type"] == "http.response.start" and 300 <= message["status"] < 400:
+            message["headers"] = [
+                (name, local_path(value.decode("latin-1")).encode("latin-1"))
+                if name.lower() == b"location"
+                else (name, value)
+                for name, value in message.get("headers", [])
+            ]
+        await send(message)
+
+    return guarded
+
+
+def _credentials(headers: Headers) -> str | None:
+    """The Authorization header's credentials, when it carries a scheme this app reads."""
+    scheme, _, credentials = headers.get("authorization", "").partition(" ")
+    return credentials.strip() if scheme.lower() in ("bearer", "basic") else None
+
+
+async def reply_throttled(send: Send, wait_s: int) -> None:
+    """429 for an address over its failed-login limit."""
+    await _reply(
+        send,
+        429,
+        "too_many_failed_logins",
+        f"too many failed logins from this address; retry in {wait_s} s",
+        [(b"retry-after", str(wait_s).encode())],
+    )
 
 
 async def _reply(

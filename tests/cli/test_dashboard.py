@@ -19,6 +19,8 @@ from tests.web.server import free_port
 
 #: Guard against a server that never starts, in seconds.
 START_GUARD_S = 30.0
+#: A token the dashboard accepts (16 characters at least, no whitespace).
+TOKEN = "a-token-of-enough-length"
 
 
 @pytest.fixture
@@ -49,6 +51,32 @@ def test_command_refuses_malformed_basic_auth() -> None:
     assert "USER:PASSWORD" in result.output
 
 
+@pytest.mark.parametrize(
+    ("token", "problem"),
+    [
+        ("short-token", "at least 16 characters"),
+        (" " * 20, "empty or whitespace"),
+        ("a token with spaces in it", "whitespace"),
+        ("", "must not be empty"),
+    ],
+)
+def test_command_refuses_a_weak_token(token: str, problem: str) -> None:
+    result = CliRunner().invoke(
+        dashboard_command, ["--token", token, "--store-url", "memory://"], env={}
+    )
+    assert result.exit_code == 2
+    assert problem in result.output
+    assert "--token" in result.output
+
+
+@pytest.mark.parametrize("token", ["short-token", " " * 20, "tab\tinside-a-long-token"])
+def test_create_app_refuses_a_weak_token(tracker: ProgressTracker, token: str) -> None:
+    from celery_progress_mcp.web import create_app
+
+    with pytest.raises(ConfigError, match="dashboard token refused"):
+        create_app(tracker, token=token)
+
+
 def test_command_needs_an_app_or_a_store() -> None:
     result = CliRunner().invoke(dashboard_command, [], env={})
     assert result.exit_code == 2
@@ -70,7 +98,7 @@ def test_command_serves_a_store(tmp_path: Path) -> None:
             "--store-url",
             store_url,
             "--token",
-            "tok",
+            TOKEN,
             "--log-level",
             "warning",
         ],
@@ -90,7 +118,7 @@ def test_command_serves_a_store(tmp_path: Path) -> None:
 
         refused = eventually(answer, timeout_s=START_GUARD_S, what="the dashboard serving")
         assert refused.status_code == 401
-        stats = httpx.get(f"{url}/api/stats", headers={"Authorization": "Bearer tok"})
+        stats = httpx.get(f"{url}/api/stats", headers={"Authorization": f"Bearer {TOKEN}"})
         assert stats.status_code == 200
         assert stats.json()["total_created"] == 0
     finally:

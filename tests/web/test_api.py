@@ -272,8 +272,8 @@ def test_metrics_endpoint(client: TestClient, tracker: ProgressTracker, sessions
     assert 'celery_progress_sessions{state="in_progress"} 1.0' in text
     assert 'celery_progress_sessions{state="completed"} 2.0' in text
     assert 'celery_progress_active_sessions{operation="ml_training"} 1.0' in text
-    assert f"celery_progress_updates_total {float(updates)}" in text
-    assert 'celery_progress_events_total{event_type="SessionCompleted"} 2.0' in text
+    assert f"celery_progress_process_updates_total {float(updates)}" in text
+    assert 'celery_progress_process_events_total{event_type="SessionCompleted"} 2.0' in text
     assert "celery_progress_session_duration_seconds_count 2.0" in text
     assert "celery_progress_store_up 1.0" in text
 

@@ -41,12 +41,12 @@ def test_store_errors_are_counted_and_answered_503() -> None:
             assert client.get("/api/stats").status_code == 503
             text = client.get("/metrics").text
             assert "celery_progress_store_up 0.0" in text
-            assert "celery_progress_store_errors_total 2.0" in text  # the two API calls
+            assert "celery_progress_process_store_errors_total 2.0" in text  # the two API calls
             store.down = False
             text = client.get("/metrics").text
             assert "celery_progress_store_up 1.0" in text
             # the failed scrape shows from the next scrape on (counters come first)
-            assert "celery_progress_store_errors_total 3.0" in text
+            assert "celery_progress_process_store_errors_total 3.0" in text
             assert client.get("/api/sessions").status_code == 200
 
 
@@ -58,4 +58,4 @@ def test_each_app_has_its_own_registry() -> None:
         for app in (first, second):
             with TestClient(app, base_url="http://127.0.0.1") as client:
                 text = client.get("/metrics").text
-                assert 'celery_progress_events_total{event_type="SessionCreated"} 1.0' in text
+                assert 'celery_progress_process_events_total{event_type="SessionCreated"} 1.0' in text

@@ -71,17 +71,17 @@ def test_metrics_count_the_workers_events(project: ModuleType) -> None:
     from starlette.testclient import TestClient
 
     with TestClient(create_app(project.tracker), base_url="http://127.0.0.1") as client:
-        before = _sample(client.get("/metrics").text, "celery_progress_updates_total")
+        before = _sample(client.get("/metrics").text, "celery_progress_process_updates_total")
         result = project.crunch.delay(30, 0.01)
         result.get(timeout=GUARD_S)
         eventually(
-            lambda: _sample(client.get("/metrics").text, "celery_progress_updates_total") > before,
+            lambda: _sample(client.get("/metrics").text, "celery_progress_process_updates_total") > before,
             timeout_s=GUARD_S,
             interval_s=0.1,
             what="an update event reaching /metrics",
         )
         text = client.get("/metrics").text
-    assert 'celery_progress_events_total{event_type="SessionCompleted"}' in text
+    assert 'celery_progress_process_events_total{event_type="SessionCompleted"}' in text
     assert 'celery_progress_sessions{state="completed"}' in text
 
 
