@@ -33,7 +33,9 @@ SECURITY_HEADERS = {
         "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
     ),
     "x-content-type-options": "nosniff",
-    "referrer-policy": "no-referrer",
+    # Not "no-referrer": under it a browser sends "Origin: null" with a form's POST,
+    # which the CSRF check must refuse, so the login form could never log in.
+    "referrer-policy": "same-origin",
     "cache-control": "no-store",
 }
 #: Events shown on a session page when it loads (the script adds newer ones).

@@ -108,7 +108,10 @@ def test_cancel_button_cancels_a_running_task(tracker: ProgressTracker, page: Pa
         serving(create_app(tracker, token=TOKEN)) as url,
         FakeTask(tracker, session_id, steps=100_000, pause_s=0.05) as task,
     ):
-        page.goto(f"{url}/sessions/{session_id}?token={TOKEN}")
+        # Logged in through the form, as a browser does (a token in the URL opens nothing).
+        page.goto(f"{url}/sessions/{session_id}")
+        page.fill('input[name="token"]', TOKEN)
+        page.click('form.login button[type="submit"]')
         expect(page.locator("#status")).to_have_text("in progress")
         prompts: list[str] = []
 

@@ -64,12 +64,12 @@ def test_login_never_redirects_off_site(browser: TestClient, target: str) -> Non
     assert response.headers["location"] == "/"
 
 
-def test_token_in_the_url_once_sets_the_cookie_and_is_dropped(browser: TestClient) -> None:
+def test_token_in_the_url_is_no_login_and_is_dropped(browser: TestClient) -> None:
     response = browser.get(f"/?status=failed&token={TOKEN}")
     assert response.status_code == 303
-    assert response.headers["location"] == "/?status=failed"
-    assert SESSION_COOKIE in response.headers["set-cookie"]
-    assert browser.get("/?status=failed").status_code == 200
+    assert response.headers["location"] == "/login?next=%2F%3Fstatus%3Dfailed"
+    assert "set-cookie" not in response.headers
+    assert browser.get(f"/api/stats?token={TOKEN}").status_code == 401
 
 
 def test_wrong_token_in_the_url_is_not_a_login(browser: TestClient) -> None:
