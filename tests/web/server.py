@@ -26,10 +26,23 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving(app: ASGIApp) -> Iterator[str]:
-    """Serve ``app`` on 127.0.0.1 and yield its base URL; stop it afterwards."""
+def serving(app: ASGIApp, *, access_log: bool = False) -> Iterator[str]:
+    """Serve ``app`` on 127.0.0.1 and yield its base URL; stop it afterwards.
+
+    ``access_log``: uvicorn writes its access log to the ``uvicorn.access``
+    logger at INFO, where the test reads it (uvicorn's own log configuration
+    left out, so the test's handler stays).
+    """
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level=None if access_log else "warning",
+        log_config=None if access_log else uvicorn.config.LOGGING_CONFIG,
+        access_log=access_log,
+        lifespan="on",
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="test-uvicorn", daemon=True)
     thread.start()

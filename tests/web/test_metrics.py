@@ -58,4 +58,5 @@ def test_each_app_has_its_own_registry() -> None:
         for app in (first, second):
             with TestClient(app, base_url="http://127.0.0.1") as client:
                 text = client.get("/metrics").text
-                assert 'celery_progress_process_events_total{event_type="SessionCreated"} 1.0' in text
+                created = 'celery_progress_process_events_total{event_type="SessionCreated"}'
+                assert f"{created} 1.0" in text

@@ -22,6 +22,8 @@ pytest.importorskip(
 
 #: Guard against a worker or a task that never answers, in seconds.
 GUARD_S = 60.0
+#: The updates this dashboard process saw (its own count).
+UPDATES = "celery_progress_process_updates_total"
 
 
 def test_cancel_button_cancels_a_running_celery_task(project: ModuleType, page: Page) -> None:
@@ -71,11 +73,11 @@ def test_metrics_count_the_workers_events(project: ModuleType) -> None:
     from starlette.testclient import TestClient
 
     with TestClient(create_app(project.tracker), base_url="http://127.0.0.1") as client:
-        before = _sample(client.get("/metrics").text, "celery_progress_process_updates_total")
+        before = _sample(client.get("/metrics").text, UPDATES)
         result = project.crunch.delay(30, 0.01)
         result.get(timeout=GUARD_S)
         eventually(
-            lambda: _sample(client.get("/metrics").text, "celery_progress_process_updates_total") > before,
+            lambda: _sample(client.get("/metrics").text, UPDATES) > before,
             timeout_s=GUARD_S,
             interval_s=0.1,
             what="an update event reaching /metrics",
