@@ -278,7 +278,7 @@ def openapi_document(root_path: str = "") -> dict[str, Any]:
                 ],
                 "responses": {
                     "200": _json_body("CeleryProgressResponse", "celery-progress's answer."),
-                    "404": _error("Not a task id (celery-progress's URL takes `[\\w-]+`)."),
+                    "404": _error("Not a task id (only letters, digits, `_` and `-`)."),
                     **_AUTH_ERRORS,
                     "503": _error("The store or the result backend is unavailable."),
                 },

@@ -37,8 +37,9 @@ MAX_SEQ = 2**62
 TEXT_PATTERN = "^[^\\u0000-\\u001f\\u007f]*$"
 #: Longest accepted session id, in characters.
 MAX_ID_CHARS = 255
-#: The ids celery-progress's URL pattern takes (``[\\w-]+``); others match no route there.
-_TASK_ID = re.compile(rf"[\w-]{{1,{MAX_ID_CHARS}}}")
+#: The ids celery-progress's URL pattern takes (``[\\w-]+``; others match no route
+#: there), in ASCII as the OpenAPI document says: ``^[A-Za-z0-9_-]{1,255}$``.
+_TASK_ID = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_ID_CHARS}}}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,9 @@
 Each API operation gets its own hypothesis test built from schemathesis's
 strategy (its pytest plugin's fixture loader does not run on this pytest).
 ``/api/events`` is an endless stream, so it is left to tests/web/test_live.py.
-Both authentication modes run: the token mode sends the bearer header.
+Both authentication modes run: the token mode sends the bearer header. Both
+generation modes run: valid requests must be answered as documented, and
+requests the schema forbids (negative cases) must be refused as documented.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
-from schemathesis import Case
+from schemathesis import Case, GenerationMode
 from schemathesis.schemas import BaseSchema
 
 from celery_progress_mcp import InProgress, ProgressConfig, ProgressTracker, SubOperation
@@ -45,6 +47,10 @@ def _seeded_tracker() -> ProgressTracker:
     return tracker
 
 
+def _takes_input(operation: dict[str, Any]) -> bool:
+    return bool(operation.get("parameters") or operation.get("requestBody"))
+
+
 def _headers(auth: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {TOKEN}"} if auth == "token" else {}
 
@@ -57,13 +63,16 @@ def _schema(auth: str) -> BaseSchema:
     return schemathesis.openapi.from_asgi("/api/openapi.json", app, headers=_headers(auth))
 
 
+@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 @pytest.mark.parametrize("auth", ["open", "token"])
 @pytest.mark.parametrize(("path", "method"), _OPERATIONS)
-def test_operation_conforms(path: str, method: str, auth: str) -> None:
+def test_operation_conforms(path: str, method: str, auth: str, mode: GenerationMode) -> None:
     operation = _schema(auth)[path][method]
     headers = _headers(auth)
+    if mode is GenerationMode.NEGATIVE and not _takes_input(operation.definition.raw):
+        pytest.skip("no parameter and no body: no request the schema forbids")
 
-    @given(case=operation.as_strategy())
+    @given(case=operation.as_strategy(generation_mode=mode))
     @settings(
         max_examples=EXAMPLES_PER_OPERATION,
         deadline=None,
