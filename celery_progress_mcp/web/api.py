@@ -198,13 +198,14 @@ async def events_stream(request: Request) -> Response:
     elif params.get("since"):
         since = int_param(params, "since", 0, low=0, high=MAX_SEQ)
     stream_filter = StreamFilter(frozenset(watched) if watched else None, include_new)
-    if board.hub.full:
-        # Checked as the stream is asked for: each open stream holds a connection and a queue.
+    stream = await board.hub.open_stream(stream_filter, since)
+    if stream is None:
+        # Each open stream holds a connection and a queue: past the cap, a clear refusal.
         limit = board.hub.max_streams
         failure = {"error": "too_many_streams", "detail": f"at most {limit} live streams are open"}
         return JSONResponse(failure, 503, headers={**_NO_STORE, "retry-after": "30"})
     return StreamingResponse(
-        board.hub.stream(stream_filter, since),
+        stream,
         media_type="text/event-stream",
         headers={"cache-control": "no-store", "x-accel-buffering": "no"},
     )

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Collection, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -280,12 +280,26 @@ class LiveHub:
 
     @property
     def full(self) -> bool:
-        """Whether ``max_streams`` streams are open (streams are counted once they start)."""
+        """Whether ``max_streams`` streams are open (counted from their first step on)."""
         return len(self._clients) >= self.max_streams
+
+    async def open_stream(
+        self, stream_filter: StreamFilter, since: int | None
+    ) -> AsyncIterator[bytes] | None:
+        """A client's stream, already counted, or None when ``max_streams`` are open.
+
+        Its first frame is taken here, so the check and the count happen with
+        no await between them: a burst of requests cannot slip past the cap.
+        """
+        if self.full:
+            return None
+        stream = self.stream(stream_filter, since)
+        first = await anext(stream)
+        return _starting_with(first, stream)
 
     # -- clients -----------------------------------------------------------------
 
-    async def stream(self, stream_filter: StreamFilter, since: int | None) -> AsyncIterator[bytes]:
+    async def stream(self, stream_filter: StreamFilter, since: int | None) -> AsyncGenerator[bytes]:
         """The byte stream of one SSE client, until it disconnects."""
         client = _Client(stream_filter)
         await self._attach(client)
@@ -336,10 +350,11 @@ class LiveHub:
                 yield _progress_frame(cursor, updates)
 
     async def _attach(self, client: _Client) -> None:
+        # Counted before the first await: a stream asked for right after sees it (the cap).
+        self._clients.add(client)
         if self._source is None:
             await self._start()
         client.seq = self.seq
-        self._clients.add(client)
 
     def _detach(self, client: _Client) -> None:
         self._clients.discard(client)
@@ -410,6 +425,15 @@ class LiveHub:
     def close(self) -> None:
         self._stop()
         self._clients.clear()
+
+
+async def _starting_with(first: bytes, rest: AsyncGenerator[bytes]) -> AsyncIterator[bytes]:
+    try:
+        yield first
+        async for frame in rest:
+            yield frame
+    finally:
+        await rest.aclose()
 
 
 def _choose_source(access: TrackerAccess, source: str) -> str:

@@ -5,6 +5,7 @@ cap, JSON errors on the API, and metrics read from the store across restarts."""
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -246,6 +247,30 @@ def test_live_streams_are_capped_with_a_clear_503(tracker: ProgressTracker) -> N
         eventually(lambda: board.hub.client_count == 0, what="the streams closed")
         with _client(url) as client, client.stream("GET", "/api/events") as again:
             assert again.status_code == 200
+
+
+def test_a_burst_of_streams_does_not_slip_past_the_cap(tracker: ProgressTracker) -> None:
+    app = create_app(tracker, max_streams=3)
+    board = app.state.dashboard
+    statuses: list[int] = []
+    release = threading.Event()
+
+    def open_one() -> None:
+        with _client(url) as client, client.stream("GET", "/api/events") as stream:
+            statuses.append(stream.status_code)
+            if stream.status_code == 200:
+                release.wait(HTTP_TIMEOUT_S)
+
+    with serving(app) as url:
+        threads = [threading.Thread(target=open_one) for _ in range(12)]
+        for thread in threads:
+            thread.start()
+        eventually(lambda: len(statuses) == 12, what="every stream answered")
+        assert board.hub.client_count == 3
+        release.set()
+        for thread in threads:
+            thread.join(HTTP_TIMEOUT_S)
+    assert sorted(statuses) == [200] * 3 + [503] * 9
 
 
 # -- JSON errors -----------------------------------------------------------------------------
