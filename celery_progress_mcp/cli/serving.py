@@ -14,9 +14,14 @@ __all__ = ["check_token", "refuse_open_bind"]
 
 
 def check_token(token: str | None) -> None:
-    """An empty ``--token`` (an unset variable expanded) would let anyone in: refuse it."""
-    if token is not None and not token:
-        raise click.BadParameter("the token must not be empty", param_hint="--token")
+    """An empty ``--token`` (an unset variable expanded) would let anyone in: refuse it.
+
+    Spaces alone are as empty. The dashboard asks more of its token (16
+    characters at least, no whitespace: ``web.security.token_problem``); the
+    MCP server could follow the same minimum once its callers' tokens do.
+    """
+    if token is not None and not token.strip():
+        raise click.BadParameter("the token must not be empty or whitespace", param_hint="--token")
 
 
 def refuse_open_bind(host: str, *, authenticated: bool, without: str, remedy: str) -> None:
