@@ -148,19 +148,20 @@ def client_address(scope: Scope) -> str:
     return str(client[0]) if client else "unknown"
 
 
-def local_path(location: str, root_path: str = "") -> str:
-    """A redirect target as a path of this app: another site's URL becomes the app's root.
+def local_path(location: str) -> str:
+    """A redirect target as a path on this site, whatever it named.
 
-    An absolute URL keeps only its path; leading slashes and backslashes are
-    collapsed to one slash, since browsers read ``//host`` and ``/\\host``
-    as another site.
+    An absolute URL keeps only its path and query; leading slashes and
+    backslashes are collapsed to one slash, since browsers read ``//host``
+    and ``/\\host`` as another site; anything else (a relative target)
+    becomes ``/``.
     """
     parts = urlsplit(location)
     if parts.scheme or parts.netloc:
         # Starlette's own redirects are absolute URLs of this site: their path is enough.
         location = parts.path + (f"?{parts.query}" if parts.query else "")
     if not location.startswith("/"):
-        return root_path + "/"
+        return "/"
     return "/" + location.lstrip("/\\")
 
 
@@ -194,15 +195,15 @@ class SecurityMiddleware:
             await self.app(scope, receive, send)
             return
         address = client_address(scope)
-        if _credentials(headers) is not None:
-            wait_s = self.throttle.retry_after_s(address)
-            if wait_s is not None:
-                await reply_throttled(send, wait_s)
-                return
+        attempted = _credentials(headers) is not None
+        wait_s = self.throttle.retry_after_s(address) if attempted else None
+        if wait_s is not None:
+            await _reply_throttled(send, wait_s)
+            return
         if self._authenticated(headers):
             await self.app(scope, receive, send)
             return
-        if _credentials(headers) is not None:
+        if attempted:
             self.throttle.failed(address)
         await self._refuse(scope, send, path)
 
@@ -330,7 +331,7 @@ def _credentials(headers: Headers) -> str | None:
     return credentials.strip() if scheme.lower() in ("bearer", "basic") else None
 
 
-async def reply_throttled(send: Send, wait_s: int) -> None:
+async def _reply_throttled(send: Send, wait_s: int) -> None:
     """429 for an address over its failed-login limit."""
     await _reply(
         send,

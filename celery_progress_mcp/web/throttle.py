@@ -17,6 +17,8 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 
+from ..core.errors import ConfigError
+
 __all__ = [
     "DEFAULT_FAILED_LOGINS",
     "DEFAULT_FAILED_LOGIN_WINDOW_S",
@@ -41,8 +43,10 @@ class LoginThrottle:
         window_s: float = DEFAULT_FAILED_LOGIN_WINDOW_S,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        if limit < 1 or window_s <= 0:
-            raise ValueError("the failed-login limit and window must be positive")
+        if limit < 1 or not window_s > 0:
+            raise ConfigError(
+                f"the failed-login limit and window must be positive, got {limit} and {window_s}"
+            )
         self.limit = limit
         self.window_s = window_s
         self._monotonic = monotonic
