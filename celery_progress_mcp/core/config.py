@@ -4,12 +4,18 @@ Sources, each validated the same way: code (``ProgressConfig(...)``), YAML
 (``from_yaml``), the environment (``from_env``, ``CELERY_PROGRESS_*``) and a
 plain mapping such as Celery's config (``from_mapping``). A bad value raises
 :class:`ConfigError` naming the field and where it came from.
+
+Types are strict (pydantic's strict mode): YAML ``max_concurrent_sessions:
+true`` or ``"5"`` is refused, not coerced. Only the environment, where every
+value is text, is parsed (``"250"`` is 250, ``"false"`` is False). An unknown
+setting or ``CELERY_PROGRESS_*`` variable is refused, naming the close match.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Self
@@ -19,10 +25,35 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .errors import ConfigError
 
-__all__ = ["ENV_PREFIX", "ProgressConfig", "ProgressGranularity"]
+__all__ = [
+    "ENV_PREFIX",
+    "OTHER_ENV_VARIABLES",
+    "STORE_SCHEMES",
+    "TEST_ENV_PREFIX",
+    "ProgressConfig",
+    "ProgressGranularity",
+]
 
 #: Prefix of the environment variables read by ``ProgressConfig.from_env``.
 ENV_PREFIX = "CELERY_PROGRESS_"
+#: ``CELERY_PROGRESS_*`` variables that are not settings but are read
+#: elsewhere (the commands' tokens, the Celery integration's state
+#: directory, the test suite's switch): ``from_env`` leaves them alone.
+OTHER_ENV_VARIABLES: frozenset[str] = frozenset(
+    {
+        "CELERY_PROGRESS_DASHBOARD_BASIC_AUTH",
+        "CELERY_PROGRESS_DASHBOARD_TOKEN",
+        "CELERY_PROGRESS_MCP_TOKEN",
+        "CELERY_PROGRESS_REQUIRE_SERVERS",
+        "CELERY_PROGRESS_STATE_DIR",
+    }
+)
+#: The test suite's server URLs (``CELERY_PROGRESS_TEST_POSTGRES_URL``...):
+#: ``from_env`` leaves variables with this prefix alone.
+TEST_ENV_PREFIX = "CELERY_PROGRESS_TEST_"
+#: The schemes ``store_url`` may have (a SQL one may name its driver:
+#: ``postgresql+psycopg://``).
+STORE_SCHEMES: tuple[str, ...] = ("memory", "sqlite", "postgresql", "postgres", "mysql", "mariadb")
 
 
 class ProgressGranularity(StrEnum):
@@ -56,7 +87,7 @@ class ProgressGranularity(StrEnum):
 
 
 class ProgressConfig(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
     #: Off: every tracker call is a cheap no-op, so tracking can be switched
     #: off without touching task code.
@@ -91,10 +122,39 @@ class ProgressConfig(BaseModel):
     #: Where sessions live: ``memory://``, ``sqlite:///path``, ``postgresql://...``.
     store_url: str = "memory://"
 
+    # Input bounds, in characters. Identities and what a caller words itself
+    # are refused past their bound (InvalidProgress naming the field and the
+    # limit); what a task's end records (errors, results, reasons) is
+    # truncated with a marker instead, so ending a session never fails on it.
+
+    #: Longest session, operation, parent and sub-operation id (the SQL
+    #: store's id columns hold 255). Longer: refused.
+    max_id_chars: Annotated[int, Field(ge=16, le=255)] = 255
+    #: Longest sub-operation name. Longer: refused.
+    max_name_chars: Annotated[int, Field(ge=16)] = 1024
+    #: Longest step text (``InProgress.current_step``). Longer: refused.
+    max_step_chars: Annotated[int, Field(ge=16)] = 1024
+    #: Longest error message and error code (a failed session's, a failed
+    #: sub-operation's). Longer: truncated with a marker.
+    max_error_chars: Annotated[int, Field(ge=64)] = 8192
+    #: Longest result summary of a completed session. Longer: truncated with a marker.
+    max_result_summary_chars: Annotated[int, Field(ge=64)] = 8192
+    #: Longest pause or cancel reason. Longer: truncated with a marker.
+    max_reason_chars: Annotated[int, Field(ge=64)] = 1024
+
     @field_validator("granularity_level", mode="before")
     @classmethod
     def _parse_granularity(cls, value: object) -> ProgressGranularity:
         return ProgressGranularity.parse(value)
+
+    @field_validator("store_url")
+    @classmethod
+    def _check_store_url(cls, value: str) -> str:
+        scheme = value.partition(":")[0].partition("+")[0].strip().lower()
+        if scheme not in STORE_SCHEMES:
+            supported = ", ".join(f"{name}://" for name in STORE_SCHEMES)
+            raise ValueError(f"unknown store scheme {scheme!r}; supported: {supported}")
+        return value
 
     @property
     def update_interval_s(self) -> float:
@@ -104,11 +164,11 @@ class ProgressConfig(BaseModel):
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any], *, source: str = "mapping") -> Self:
-        unknown = sorted(set(values) - set(cls.model_fields))
+        unknown = [name for name in values if name not in cls.model_fields]
         if unknown:
-            raise ConfigError(f"{source}: unknown progress setting(s): {', '.join(unknown)}")
+            raise ConfigError(f"{source}: {_unknown(unknown, cls.model_fields)}")
         try:
-            return cls(**values)
+            return cls.model_validate(values)
         except ValidationError as exc:
             raise ConfigError(_describe(exc, source)) from exc
 
@@ -137,8 +197,20 @@ class ProgressConfig(BaseModel):
             key = prefix + name.upper()
             if key in env:
                 values[name] = env[key]
+        settings = {prefix + name.upper() for name in cls.model_fields}
+        unknown = [
+            key
+            for key in env
+            if key.startswith(prefix)
+            and key not in settings
+            and key not in OTHER_ENV_VARIABLES
+            and not key.startswith(TEST_ENV_PREFIX)
+        ]
+        if unknown:
+            raise ConfigError(f"environment: {_unknown(unknown, cls.model_fields, prefix)}")
         try:
-            return cls(**values)
+            # Text is all the environment has: parsed, not strict.
+            return cls.model_validate(values, strict=False)
         except ValidationError as exc:
             raise ConfigError(_describe(exc, "environment", prefix=prefix)) from exc
 
@@ -156,6 +228,20 @@ def _progress_section(document: object, source: str) -> Mapping[str, Any]:
     if not isinstance(section, Mapping):
         raise ConfigError(f"{source}: the progress section must be a mapping")
     return section
+
+
+def _unknown(names: Collection[object], known: Collection[str], prefix: str = "") -> str:
+    """Unknown setting names, each with its close match where there is one
+    (``prefix``: of environment variables, compared without it)."""
+    problems = []
+    for name in sorted(map(str, names)):
+        bare = name[len(prefix) :].lower() if prefix else name
+        close = difflib.get_close_matches(bare, list(known), n=1)
+        if close:
+            match = prefix + close[0].upper() if prefix else close[0]
+            name += f" (did you mean {match}?)"
+        problems.append(name)
+    return "unknown progress setting(s): " + ", ".join(problems)
 
 
 def _describe(exc: ValidationError, source: str, *, prefix: str | None = None) -> str:
