@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from .bounds import Bounds, encode_metadata
 from .config import ProgressConfig, ProgressGranularity
 from .errors import InvalidProgress, InvalidTransition, SubOperationNotFound
 from .models import (
@@ -40,7 +41,7 @@ from .states import (
     check_session_transition,
 )
 
-__all__ = ["Change", "Engine", "EtaHook", "EventDraft", "encode_metadata"]
+__all__ = ["Change", "Engine", "EtaHook", "EventDraft"]
 
 #: Called with the session's percentage, returns an ETA in seconds or None.
 EtaHook = Callable[[float], float | None]
@@ -113,26 +114,12 @@ class Change:
     snapshot: ProgressSnapshot | None = None
 
 
-def encode_metadata(metadata: Mapping[str, Any], limit_bytes: int, what: str) -> str:
-    """JSON-encode ``metadata``; raise :class:`InvalidProgress` if it cannot be or is too big."""
-    if not isinstance(metadata, Mapping):
-        raise InvalidProgress(f"{what} must be a mapping, got {type(metadata).__name__}")
-    try:
-        encoded = json.dumps(metadata, allow_nan=False, separators=(",", ":"))
-    except (TypeError, ValueError) as exc:
-        raise InvalidProgress(f"{what} is not JSON-serializable: {exc}") from exc
-    if len(encoded) > limit_bytes:
-        raise InvalidProgress(
-            f"{what} is {len(encoded)} bytes as JSON, over the {limit_bytes}-byte limit"
-        )
-    return encoded
-
-
 class Engine:
     """Applies requests to sessions under one configuration."""
 
     def __init__(self, config: ProgressConfig) -> None:
         self.config = config
+        self.bounds = Bounds(config)
         granularity = config.granularity_level
         allowed = _EVENTS_BY_GRANULARITY[granularity]
         if not config.enable_detailed_events:
@@ -153,10 +140,10 @@ class Engine:
         metadata: Mapping[str, Any] | None = None,
         parent_id: str | None = None,
     ) -> Change:
-        if not isinstance(operation_id, str) or not operation_id.strip():
-            raise InvalidProgress("operation_id must be a non-empty string")
-        if not isinstance(session_id, str) or not session_id.strip():
-            raise InvalidProgress("session_id must be a non-empty string")
+        self.bounds.identifier(operation_id, "operation_id")
+        self.bounds.identifier(session_id, "session_id")
+        if parent_id is not None:
+            self.bounds.identifier(parent_id, "parent_id")
         meta = self.copy_metadata(metadata or {}, "metadata")
         session = ProgressSession(
             id=session_id,
@@ -186,6 +173,7 @@ class Engine:
         metadata: Mapping[str, Any] | None = None,
         eta: EtaHook | None = None,
     ) -> Change:
+        state = self.bounds.state(state)
         current = session.state.status
         target = state.status
         if current == _PAUSED and target == _IN_PROGRESS:
@@ -233,6 +221,7 @@ class Engine:
                 )
             known.add(sub.id)
             what = f"metadata of sub-operation {sub.id!r}"
+            sub = self.bounds.sub_operation(sub)
             copies.append(sub.replace(metadata=self.copy_metadata(sub.metadata, what)))
         added = tuple(copies)
         new = session.replace(
@@ -268,6 +257,7 @@ class Engine:
     def pause(self, session: ProgressSession, reason: str, *, now: datetime) -> Change:
         if session.state.status == SessionStatus.PAUSED:
             raise InvalidTransition(f"session {session.id!r} is already paused")
+        reason = self.bounds.reason(reason)
         state = Paused(reason=reason, paused_at_percentage=session.percentage)
         return self._transition(session, state, now, {"reason": reason})
 
@@ -285,6 +275,7 @@ class Engine:
     def complete(
         self, session: ProgressSession, result_summary: str | None, *, now: datetime
     ) -> Change:
+        result_summary = self.bounds.result_summary(result_summary)
         duration_s = max(0.0, (now - session.created_at).total_seconds())
         state = Completed(
             completed_at=now, result_summary=result_summary, duration_seconds=duration_s
@@ -301,6 +292,8 @@ class Engine:
         *,
         now: datetime,
     ) -> Change:
+        error_message = self.bounds.error(error_message)
+        error_code = self.bounds.optional_error(error_code)
         state = Failed(
             failed_at=now,
             error_message=error_message,
@@ -311,6 +304,7 @@ class Engine:
         return self._transition(session, state, now, extra)
 
     def cancel(self, session: ProgressSession, reason: str, *, now: datetime) -> Change:
+        reason = self.bounds.reason(reason)
         state = Cancelled(
             cancelled_at=now, reason=reason, cancelled_at_percentage=session.percentage
         )
@@ -415,7 +409,7 @@ class Engine:
                 changes["metadata"] = {**sub.metadata, **own}
                 self.check_metadata(changes["metadata"], what)
             if update.error is not None:
-                changes["error"] = update.error
+                changes["error"] = self.bounds.optional_error(update.error, f"error of {sub.id!r}")
             if target is SubOperationState.ACTIVE and sub.started_at is None:
                 changes["started_at"] = now
             if target.is_terminal:

@@ -41,7 +41,7 @@ __all__ = [
 #: Metadata: a JSON object. The engine checks it serialises and its size.
 JsonDict = dict[str, Any]
 
-Weight = Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
+Weight = Annotated[float, Field(gt=0.0, allow_inf_nan=False, strict=True)]
 
 
 class SubOperationState(StrEnum):

@@ -12,10 +12,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal, TypeAlias
 
-from pydantic import Field, TypeAdapter
+from pydantic import Field, TypeAdapter, model_validator
 
 from ._base import FrozenModel
-from .errors import InvalidTransition
+from .errors import InvalidProgress, InvalidTransition
 
 __all__ = [
     "ACTIVE_STATUSES",
@@ -30,13 +30,16 @@ __all__ = [
     "ProgressState",
     "SessionStatus",
     "check_session_transition",
+    "check_step_number",
     "percentage_of",
     "state_adapter",
 ]
 
-Percentage = Annotated[float, Field(ge=0.0, le=100.0, allow_inf_nan=False)]
-NonNegativeInt = Annotated[int, Field(ge=0)]
-NonNegativeSeconds = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
+# Numbers are strict (pydantic's strict mode, per field): the string "50" or
+# True is not a percentage, and 3.0 is not a step number. An int is a float.
+Percentage = Annotated[float, Field(ge=0.0, le=100.0, allow_inf_nan=False, strict=True)]
+NonNegativeInt = Annotated[int, Field(ge=0, strict=True)]
+NonNegativeSeconds = Annotated[float, Field(ge=0.0, allow_inf_nan=False, strict=True)]
 
 
 class SessionStatus(StrEnum):
@@ -65,6 +68,11 @@ class InProgress(FrozenModel):
     total_steps: NonNegativeInt | None = None
     current_step_number: NonNegativeInt | None = None
     eta_seconds: NonNegativeSeconds | None = None
+
+    @model_validator(mode="after")
+    def _step_within_total(self) -> InProgress:
+        check_step_number(self.current_step_number, self.total_steps)
+        return self
 
 
 class Paused(FrozenModel):
@@ -132,6 +140,12 @@ def check_session_transition(session_id: str, current: str, target: str) -> None
     else:
         reason = "that move is not in the transition table"
     raise InvalidTransition(f"session {session_id!r} cannot go {current} -> {target}: {reason}")
+
+
+def check_step_number(number: int | None, total: int | None) -> None:
+    """Raise :class:`InvalidProgress` when step ``number`` is past ``total``."""
+    if number is not None and total is not None and number > total:
+        raise InvalidProgress(f"current_step_number {number} is past total_steps {total}")
 
 
 def percentage_of(state: ProgressState) -> float | None:

@@ -45,6 +45,14 @@ timestamps = st.datetimes(
     min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
 )
 
+def _within(numbers: tuple[int | None, int | None]) -> tuple[int | None, int | None]:
+    """A step number and a total, the number not past the total where both are given."""
+    number, total = numbers
+    if number is None or total is None:
+        return number, total
+    return min(number, total), max(number, total)
+
+
 json_scalars = (
     st.none()
     | st.booleans()
@@ -61,13 +69,16 @@ json_objects = st.dictionaries(texts, json_values, max_size=5)
 
 states = st.one_of(
     st.builds(Initializing),
-    st.builds(
-        InProgress,
-        percentage=st.none() | percentages,
-        current_step=st.none() | texts,
-        total_steps=st.none() | counts,
-        current_step_number=st.none() | counts,
-        eta_seconds=st.none() | seconds,
+    st.tuples(st.none() | counts, st.none() | counts).flatmap(
+        lambda numbers: st.builds(
+            InProgress,
+            percentage=st.none() | percentages,
+            current_step=st.none() | texts,
+            # A step number within its total.
+            total_steps=st.just(_within(numbers)[1]),
+            current_step_number=st.just(_within(numbers)[0]),
+            eta_seconds=st.none() | seconds,
+        )
     ),
     st.builds(Paused, reason=texts, paused_at_percentage=percentages),
     st.builds(
