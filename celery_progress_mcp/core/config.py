@@ -129,7 +129,7 @@ class ProgressConfig(BaseModel):
 
     #: Longest session, operation, parent and sub-operation id (the SQL
     #: store's id columns hold 255). Longer: refused.
-    max_id_chars: Annotated[int, Field(ge=16, le=255)] = 255
+    max_id_chars: Annotated[int, Field(ge=36, le=255)] = 255
     #: Longest sub-operation name. Longer: refused.
     max_name_chars: Annotated[int, Field(ge=16)] = 1024
     #: Longest step text (``InProgress.current_step``). Longer: refused.
