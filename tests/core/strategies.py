@@ -45,6 +45,7 @@ timestamps = st.datetimes(
     min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
 )
 
+
 def _within(numbers: tuple[int | None, int | None]) -> tuple[int | None, int | None]:
     """A step number and a total, the number not past the total where both are given."""
     number, total = numbers

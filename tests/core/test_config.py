@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from celery_progress_mcp import ConfigError, InvalidProgress, ProgressConfig, ProgressGranularity
+from celery_progress_mcp.core.config import ENV_PREFIX, OTHER_ENV_VARIABLES, TEST_ENV_PREFIX
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -178,3 +180,123 @@ def test_from_mapping_names_unknown_settings() -> None:
 def test_config_is_frozen() -> None:
     with pytest.raises(ValueError, match="frozen"):
         ProgressConfig().enabled = False  # type: ignore[misc]
+
+
+# -- strict types, unknown names, the store URL (issue #15) ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ("max_concurrent_sessions: true", "max_concurrent_sessions"),
+        ('max_concurrent_sessions: "5"', "max_concurrent_sessions"),
+        ("update_interval_ms: 2.5", "update_interval_ms"),
+        ('enabled: "yes"', "enabled"),
+        ("enabled: 1", "enabled"),
+        ('session_timeout_seconds: "90"', "session_timeout_seconds"),
+        ("store_url: 5", "store_url"),
+    ],
+)
+def test_a_yaml_value_of_the_wrong_type_is_refused_not_coerced(
+    tmp_path: Path, body: str, field: str
+) -> None:
+    path = write(tmp_path, f"progress:\n  {body}\n")
+    with pytest.raises(ConfigError, match=field):
+        ProgressConfig.from_yaml(path)
+
+
+def test_yaml_numbers_of_the_right_kind_are_taken() -> None:
+    config = ProgressConfig.from_mapping({"session_timeout_seconds": 90, "enabled": False})
+    assert config.session_timeout_seconds == 90.0
+    assert config.enabled is False
+
+
+def test_an_unknown_yaml_key_is_refused_naming_the_close_match(tmp_path: Path) -> None:
+    path = write(tmp_path, "progress:\n  max_concurent_sessions: 5\n")
+    with pytest.raises(
+        ConfigError,
+        match=r"unknown progress setting\(s\): max_concurent_sessions "
+        r"\(did you mean max_concurrent_sessions\?\)",
+    ):
+        ProgressConfig.from_yaml(path)
+
+
+def test_an_unknown_environment_variable_is_refused_naming_the_close_match() -> None:
+    with pytest.raises(
+        ConfigError,
+        match=r"CELERY_PROGRESS_UPDATE_INTERVL_MS \(did you mean "
+        r"CELERY_PROGRESS_UPDATE_INTERVAL_MS\?\)",
+    ):
+        ProgressConfig.from_env({"CELERY_PROGRESS_UPDATE_INTERVL_MS": "250"})
+    with pytest.raises(ConfigError, match=r"unknown progress setting\(s\): CELERY_PROGRESS_BOGUS"):
+        ProgressConfig.from_env({"CELERY_PROGRESS_BOGUS": "1"})
+
+
+def test_variables_read_elsewhere_are_left_alone() -> None:
+    env = dict.fromkeys(OTHER_ENV_VARIABLES, "x")
+    env["CELERY_PROGRESS_TEST_POSTGRES_URL"] = "postgresql://"
+    env["OTHER_PROGRAM_SETTING"] = "1"
+    assert ProgressConfig.from_env(env) == ProgressConfig()
+
+
+def test_every_celery_progress_variable_the_package_reads_is_known() -> None:
+    """A variable read elsewhere in the package is listed, or from_env would refuse it."""
+    package = Path(__file__).resolve().parents[2] / "celery_progress_mcp"
+    found = set()
+    for path in package.rglob("*.py"):
+        found |= set(re.findall(r"\b(CELERY_PROGRESS_[A-Z0-9_]*[A-Z0-9])\b", path.read_text()))
+    settings = {ENV_PREFIX + name.upper() for name in ProgressConfig.model_fields}
+    unknown = sorted(found - settings - OTHER_ENV_VARIABLES)
+    assert [name for name in unknown if not name.startswith(TEST_ENV_PREFIX)] == []
+
+
+def test_environment_values_are_parsed_and_checked() -> None:
+    config = ProgressConfig.from_env({"CELERY_PROGRESS_MAX_STEP_CHARS": "64"})
+    assert config.max_step_chars == 64
+    with pytest.raises(ConfigError, match="CELERY_PROGRESS_ENABLED"):
+        ProgressConfig.from_env({"CELERY_PROGRESS_ENABLED": "maybe"})
+
+
+@pytest.mark.parametrize("url", ["foo://bar", "http://example.com", "redis://localhost", ""])
+def test_a_store_url_of_an_unknown_scheme_is_refused_when_the_config_is_built(url: str) -> None:
+    with pytest.raises(ConfigError, match=r"CELERY_PROGRESS_STORE_URL: .*unknown store scheme"):
+        ProgressConfig.from_env({"CELERY_PROGRESS_STORE_URL": url})
+    with pytest.raises(ConfigError, match=r"supported: memory://, sqlite://, postgresql://"):
+        ProgressConfig.from_mapping({"store_url": url})
+    with pytest.raises(ValueError, match="unknown store scheme"):
+        ProgressConfig(store_url=url)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "memory://",
+        "memory",
+        "sqlite:///x.db",
+        "sqlite+pysqlite:///x.db",
+        "postgresql://h/db",
+        "postgres://h/db",
+        "postgresql+psycopg://h/db",
+        "mysql+pymysql://h/db",
+        "mariadb://h/db",
+    ],
+)
+def test_the_supported_store_schemes_are_taken(url: str) -> None:
+    assert ProgressConfig(store_url=url).store_url == url
+
+
+@pytest.mark.parametrize(
+    ("field", "low"),
+    [
+        ("max_id_chars", 35),
+        ("max_id_chars", 256),
+        ("max_name_chars", 15),
+        ("max_step_chars", 15),
+        ("max_error_chars", 63),
+        ("max_result_summary_chars", 63),
+        ("max_reason_chars", 63),
+    ],
+)
+def test_a_bound_out_of_its_range_is_refused(field: str, low: int) -> None:
+    with pytest.raises(ConfigError, match=field):
+        ProgressConfig.from_mapping({field: low})
