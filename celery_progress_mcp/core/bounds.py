@@ -138,8 +138,8 @@ class Bounds:
             raise InvalidProgress(f"{what} must be a string, got {type(value).__name__}")
         if len(value) > limit:
             raise InvalidProgress(
-                f"{what} is {len(value)} characters long, over the {limit}-character "
-                f"limit (ProgressConfig.{field})"
+                f"{what} is {len(value)} characters long, over the limit: "
+                f"at most {limit} (ProgressConfig.{field})"
             )
         if _not_utf8(value):
             raise InvalidProgress(f"{what} is not valid UTF-8 text (it holds a lone surrogate)")

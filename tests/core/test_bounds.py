@@ -92,7 +92,7 @@ def test_past_its_bound_a_text_is_refused_naming_the_field_and_the_limit(
         call(e, "x" * 41)
     message = str(raised.value)
     assert what in message
-    assert f"over the 40-character limit (ProgressConfig.{field})" in message
+    assert f"over the limit: at most 40 (ProgressConfig.{field})" in message
 
 
 @pytest.mark.parametrize(("what", "field", "call"), REFUSED, ids=[what for what, _, _ in REFUSED])

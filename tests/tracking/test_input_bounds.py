@@ -17,7 +17,7 @@ BAD: list[tuple[str, Callable[[ProgressTracker, str], Any], str]] = [
     (
         "a step of 1 MB",
         lambda t, s: t.update_progress(s, InProgress(percentage=5, current_step="x" * 2**20)),
-        r"current_step is 1048576 characters long, over the 1024-character limit",
+        r"current_step is 1048576 characters long, over the limit: at most 1024",
     ),
     (
         "a lone surrogate in the step",
@@ -42,7 +42,7 @@ BAD: list[tuple[str, Callable[[ProgressTracker, str], Any], str]] = [
     (
         "an operation id of 1 MB",
         lambda t, s: t.create_session("o" * 2**20),
-        r"operation_id is 1048576 characters long, over the 255-character limit",
+        r"operation_id is 1048576 characters long, over the limit: at most 255",
     ),
 ]
 
