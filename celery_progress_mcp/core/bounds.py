@@ -83,18 +83,22 @@ def _check_keys(metadata: Mapping[Any, Any], what: str) -> None:
             pending.extend(child for child in item if isinstance(child, _CONTAINERS))
 
 
-def encode_metadata(metadata: Mapping[str, Any], limit_bytes: int, what: str) -> str:
+def encode_metadata(
+    metadata: Mapping[str, Any], limit_bytes: int, what: str, *, keys_checked: bool = False
+) -> str:
     """``metadata`` as JSON; :class:`InvalidProgress` if it cannot be, or is over
-    ``limit_bytes`` UTF-8 bytes."""
+    ``limit_bytes`` UTF-8 bytes. ``keys_checked``: every key is known to be a
+    string already (a merge of checked mappings)."""
     if not isinstance(metadata, Mapping):
         raise InvalidProgress(f"{what} must be a mapping, got {type(metadata).__name__}")
     try:
         encoded = json.dumps(metadata, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
     except (TypeError, ValueError, RecursionError) as exc:
         raise InvalidProgress(f"{what} is not JSON-serializable: {exc}") from exc
-    _check_keys(metadata, what)
+    if not keys_checked:
+        _check_keys(metadata, what)
     try:
-        size_bytes = len(encoded.encode("utf-8"))
+        size_bytes = len(encoded) if encoded.isascii() else len(encoded.encode("utf-8"))
     except UnicodeEncodeError:
         raise InvalidProgress(
             f"{what} holds text that is not valid UTF-8 (a lone surrogate)"

@@ -321,8 +321,10 @@ class Engine:
 
     # -- helpers ---------------------------------------------------------------
 
-    def check_metadata(self, metadata: Mapping[str, Any], what: str) -> None:
-        encode_metadata(metadata, self.config.max_metadata_bytes, what)
+    def check_metadata(
+        self, metadata: Mapping[str, Any], what: str, *, keys_checked: bool = False
+    ) -> None:
+        encode_metadata(metadata, self.config.max_metadata_bytes, what, keys_checked=keys_checked)
 
     def copy_metadata(self, metadata: Mapping[str, Any], what: str) -> JsonDict:
         """Check ``metadata`` and return a copy of it as JSON has it.
@@ -337,7 +339,7 @@ class Engine:
     def _merge_metadata(self, current: JsonDict, update: JsonDict) -> JsonDict:
         """``update`` merged in; it is a checked copy (``copy_metadata``)."""
         merged = {**current, **update}
-        self.check_metadata(merged, "the session's merged metadata")
+        self.check_metadata(merged, "the session's merged metadata", keys_checked=True)
         return merged
 
     def _require_active(self, session: ProgressSession, action: str) -> None:
@@ -407,7 +409,7 @@ class Engine:
                 what = f"metadata of sub-operation {sub.id!r}"
                 own = self.copy_metadata(update.metadata, what)
                 changes["metadata"] = {**sub.metadata, **own}
-                self.check_metadata(changes["metadata"], what)
+                self.check_metadata(changes["metadata"], what, keys_checked=True)
             if update.error is not None:
                 changes["error"] = self.bounds.optional_error(update.error, f"error of {sub.id!r}")
             if target is SubOperationState.ACTIVE and sub.started_at is None:
