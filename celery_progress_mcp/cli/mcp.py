@@ -13,7 +13,12 @@ import click
 
 from ..celery import CeleryProgressTracker
 from ..core.errors import ProgressError
-from ..mcp import DEFAULT_HOST, DEFAULT_PORT
+from ..mcp import (
+    DEFAULT_HOST,
+    DEFAULT_MAX_SESSIONS,
+    DEFAULT_PORT,
+    DEFAULT_SESSION_IDLE_TIMEOUT_S,
+)
 from .context import context_of, require_tracker
 from .serving import check_token, refuse_open_bind
 
@@ -34,6 +39,33 @@ NO_APP = "name the Celery app with -A MODULE:APP"
 @click.option("--host", default=DEFAULT_HOST, show_default=True, help="HTTP: address to bind.")
 @click.option("--port", default=DEFAULT_PORT, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--token", envvar=TOKEN_ENV, help=f"HTTP: required bearer token [env: {TOKEN_ENV}].")
+@click.option(
+    "--allow-origin",
+    "allow_origins",
+    multiple=True,
+    metavar="SCHEME://HOST[:PORT]",
+    help="HTTP: a browser origin allowed besides this server's own (repeat).",
+)
+@click.option(
+    "--allow-host",
+    "allow_hosts",
+    multiple=True,
+    help="HTTP: a name this server is reached by, besides its address and loopback (repeat).",
+)
+@click.option(
+    "--max-sessions",
+    default=DEFAULT_MAX_SESSIONS,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="HTTP: MCP sessions open at once; past it a new one is refused (503).",
+)
+@click.option(
+    "--session-idle-timeout",
+    default=DEFAULT_SESSION_IDLE_TIMEOUT_S,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="HTTP: seconds without a request before a session is closed.",
+)
 @click.option(
     "--pickup-timeout",
     default=60.0,
@@ -57,6 +89,10 @@ def mcp_command(
     host: str,
     port: int,
     token: str | None,
+    allow_origins: tuple[str, ...],
+    allow_hosts: tuple[str, ...],
+    max_sessions: int,
+    session_idle_timeout: float,
     pickup_timeout: float,
     terminate: bool,
     no_lookaround: bool,
@@ -65,6 +101,7 @@ def mcp_command(
     import anyio
 
     from ..mcp.asgi import serve_http
+    from ..mcp.http_guards import normalize_origin
     from ..mcp.runner import RunOptions
     from ..mcp.server import ServerOptions, build_server
 
@@ -76,6 +113,11 @@ def mcp_command(
             without="a bearer token",
             remedy=f"pass --token (or set {TOKEN_ENV})",
         )
+    for origin in allow_origins:
+        try:
+            normalize_origin(origin)
+        except ProgressError as exc:
+            raise click.BadParameter(str(exc), param_hint="--allow-origin") from exc
     app = context_of(ctx, app_name).app
     if app is None:
         raise click.UsageError(NO_APP)
@@ -95,6 +137,15 @@ def mcp_command(
             anyio.run(server.run_stdio_async)
         else:
             click.echo(f"MCP on http://{host}:{port}/mcp", err=True)
-            serve_http(server, host=host, port=port, token=token)
+            serve_http(
+                server,
+                host=host,
+                port=port,
+                token=token,
+                allow_origins=allow_origins,
+                allow_hosts=allow_hosts,
+                max_sessions=max_sessions,
+                session_idle_timeout_s=session_idle_timeout,
+            )
     finally:
         tracker.close()

@@ -10,8 +10,10 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .asgi import BearerToken, asgi_app, serve_http
+    from .asgi import asgi_app, serve_http
     from .http_address import DEFAULT_HOST, DEFAULT_PORT
+    from .http_guards import BearerToken, OriginGuard
+    from .http_limits import DEFAULT_MAX_SESSIONS, DEFAULT_SESSION_IDLE_TIMEOUT_S
     from .progress_notices import Pacer, ProgressMapper, ProgressNotice
     from .runner import Outcome, RunOptions, TaskRunner
     from .server import ProgressMcpServer, ServerOptions, build_server
@@ -19,9 +21,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_HOST",
+    "DEFAULT_MAX_SESSIONS",
     "DEFAULT_PORT",
+    "DEFAULT_SESSION_IDLE_TIMEOUT_S",
     "BearerToken",
     "InvalidToolArguments",
+    "OriginGuard",
     "Outcome",
     "Pacer",
     "ProgressMapper",
@@ -38,11 +43,14 @@ __all__ = [
 ]
 
 _HOMES = {
-    "BearerToken": "asgi",
     "asgi_app": "asgi",
     "serve_http": "asgi",
     "DEFAULT_HOST": "http_address",
     "DEFAULT_PORT": "http_address",
+    "BearerToken": "http_guards",
+    "OriginGuard": "http_guards",
+    "DEFAULT_MAX_SESSIONS": "http_limits",
+    "DEFAULT_SESSION_IDLE_TIMEOUT_S": "http_limits",
     "Pacer": "progress_notices",
     "ProgressMapper": "progress_notices",
     "ProgressNotice": "progress_notices",

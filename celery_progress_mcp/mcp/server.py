@@ -27,6 +27,9 @@ an ``AsyncCelery`` (celery_calls.py): nothing blocks the event loop.
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
+import sys
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -55,6 +58,8 @@ from .toolspec import TaskTool
 from .visible_sessions import VisibleSessions
 
 __all__ = ["SESSION_META_KEY", "ProgressMcpServer", "ServerOptions", "build_server"]
+
+logger = logging.getLogger(__name__)
 
 #: The protocol versions that have ``resources/subscribe`` (2026-07-28 has
 #: ``subscriptions/listen`` instead).
@@ -135,6 +140,20 @@ class ProgressMcpServer(MCPServer[dict[str, Any]]):
                 self.tasks.task_group = None
                 group.cancel_scope.cancel()
 
+    # -- stdio: a client that dies is the end of the conversation, not a crash ------
+
+    async def run_stdio_async(self) -> None:
+        """Serve over stdin/stdout until the client closes them or goes away.
+
+        A client killed mid-call leaves a broken pipe where the next progress
+        notice goes: its calls end with one log line, not a traceback.
+        """
+        try:
+            await super().run_stdio_async()
+        except* (BrokenPipeError, ConnectionResetError) as gone:
+            logger.warning("MCP client gone (%s): its calls end here", gone.exceptions[0])
+            _discard_stdout()
+
     # -- tools -------------------------------------------------------------------
 
     async def list_tools(self) -> list[types.Tool]:
@@ -211,6 +230,14 @@ def build_server(
         # MCP sessions are single tasks: the server's canceller revokes them itself.
         tracker = install(app).tracker
     return ProgressMcpServer(app, tools, tracker, options=options, canceller=canceller)
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null: what is left in its buffer would break at exit."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 def _request_of(context: Context[Any, Any] | None) -> ServerRequestContext[Any, Any] | None:

@@ -22,6 +22,8 @@ def main() -> None:
         options = ServerOptions(run=RunOptions(poll_interval_s=0.2))
         server = build_server(app, inproc.TASKS, tracker=tracker, options=options)
         with inproc.running_worker(app):
+            # The worker sets the root logger to ERROR; the server's own warnings still show.
+            logging.getLogger("celery_progress_mcp").setLevel(logging.WARNING)
             anyio.run(server.run_stdio_async)
 
 
