@@ -79,10 +79,12 @@ def running_worker(
 
 
 @contextmanager
-def serving_http(env: dict[str, str], tools: Sequence[str], token: str) -> Iterator[str]:
-    """The ``mcp`` command over HTTP, with the bearer token ``token``: its URL."""
+def serving_http(
+    env: dict[str, str], tools: Sequence[str], token: str, *extra: str
+) -> Iterator[str]:
+    """The ``mcp`` command over HTTP, with the bearer token ``token`` and ``extra`` options."""
     port = free_port()
-    command = mcp_command(tools, "--transport", "http", "--port", str(port))
+    command = mcp_command(tools, "--transport", "http", "--port", str(port), *extra)
     server = subprocess.Popen(command, cwd=ROOT, env={**env, "CELERY_PROGRESS_MCP_TOKEN": token})
     try:
 
