@@ -1,7 +1,9 @@
-"""An agent host that starts the stdio server, makes a long call and waits to be killed.
+"""An agent host that starts a stdio server, makes a long call and waits to be killed.
 
-Run as ``python -m tests.mcp.dying_client``: it prints the server's pid once
-the call's progress flows. The server's stderr is this process's stderr.
+``python -m tests.mcp.dying_client TOOL [SERVER COMMAND...]`` calls ``TOOL``
+(a counting task) on the server the command starts (tests/mcp/stdio_server.py
+unless given) and prints the server's pid once the call's progress flows.
+The server's stderr is this process's stderr.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ def send(stdin: IO[bytes], message: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    command = [sys.executable, "-m", "tests.mcp.stdio_server"]
+    tool, *command = sys.argv[1:]
+    command = command or [sys.executable, "-m", "tests.mcp.stdio_server"]
     server = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     assert server.stdin is not None
     assert server.stdout is not None
@@ -35,7 +38,7 @@ def main() -> None:
     server.stdout.readline()
     send(server.stdin, {"method": "notifications/initialized"})
     call = {
-        "name": "demo.count",
+        "name": tool,
         "arguments": {"n": 5000, "delay": 0.01},
         "_meta": {"progressToken": "long"},
     }
