@@ -137,15 +137,18 @@ def mcp_command(
             anyio.run(server.run_stdio_async)
         else:
             click.echo(f"MCP on http://{host}:{port}/mcp", err=True)
-            serve_http(
-                server,
-                host=host,
-                port=port,
-                token=token,
-                allow_origins=allow_origins,
-                allow_hosts=allow_hosts,
-                max_sessions=max_sessions,
-                session_idle_timeout_s=session_idle_timeout,
-            )
+            try:
+                serve_http(
+                    server,
+                    host=host,
+                    port=port,
+                    token=token,
+                    allow_origins=allow_origins,
+                    allow_hosts=allow_hosts,
+                    max_sessions=max_sessions,
+                    session_idle_timeout_s=session_idle_timeout,
+                )
+            except ProgressError as exc:  # e.g. an idle timeout of nan or inf
+                raise click.ClickException(str(exc)) from exc
     finally:
         tracker.close()

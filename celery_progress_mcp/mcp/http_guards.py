@@ -37,7 +37,7 @@ _WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
 _LOGGED_CHARS = 200
 
 
-async def refuse(
+async def _refuse(
     send: Send, status: int, message: str, headers: Iterable[tuple[bytes, bytes]] = ()
 ) -> None:
     """Answer ``status`` with a JSON-RPC error body carrying ``message``."""
@@ -122,12 +122,12 @@ class OriginGuard:
         origin = _header(scope, b"origin")
         if origin is not None and not self._origin_allowed(origin, scope):
             logger.warning("MCP request refused: Origin %r", origin[:_LOGGED_CHARS])
-            await refuse(send, 403, "forbidden: the Origin is not allowed")
+            await _refuse(send, 403, "forbidden: the Origin is not allowed")
             return
         host = _header(scope, b"host")
         if host is not None and not self._host_allowed(host, scope):
             logger.warning("MCP request refused: Host %r", host[:_LOGGED_CHARS])
-            await refuse(send, 421, "misdirected request: the Host is not this server")
+            await _refuse(send, 421, "misdirected request: the Host is not this server")
             return
         await self.app(scope, receive, send)
 
@@ -178,4 +178,4 @@ class BearerToken:
             await self.app(scope, receive, send)
             return
         challenge = (b"www-authenticate", b'Bearer realm="celery-progress-mcp"')
-        await refuse(send, 401, "unauthorized: a bearer token is required", [challenge])
+        await _refuse(send, 401, "unauthorized: a bearer token is required", [challenge])

@@ -151,7 +151,7 @@ class ProgressMcpServer(MCPServer[dict[str, Any]]):
         try:
             await super().run_stdio_async()
         except* (BrokenPipeError, ConnectionResetError) as gone:
-            logger.warning("MCP client gone (%s): its calls end here", gone.exceptions[0])
+            logger.warning("MCP client gone (%s): its calls end here", _first_leaf(gone))
             _discard_stdout()
 
     # -- tools -------------------------------------------------------------------
@@ -230,6 +230,12 @@ def build_server(
         # MCP sessions are single tasks: the server's canceller revokes them itself.
         tracker = install(app).tracker
     return ProgressMcpServer(app, tools, tracker, options=options, canceller=canceller)
+
+
+def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first exception in ``group`` that is not itself a group."""
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 def _discard_stdout() -> None:
