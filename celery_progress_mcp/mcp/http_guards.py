@@ -85,6 +85,14 @@ def normalize_origin(origin: str) -> str:
     return f"{scheme}://{_bracketed(host)}:{port}"
 
 
+def _host_name(host: str) -> str | None:
+    """The lower-case name in a ``Host`` value (``name[:port]``, ``[v6][:port]``)."""
+    try:
+        return urlsplit(f"//{host}").hostname
+    except ValueError:
+        return None
+
+
 def _bracketed(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
@@ -109,11 +117,11 @@ class OriginGuard:
     ) -> None:
         self.app = app
         self._origins = frozenset(normalize_origin(origin) for origin in allow_origins)
-        hosts = {host.strip().lower().strip("[]") for host in allow_hosts}
-        hosts.update(urlsplit(origin).hostname or "" for origin in self._origins)
-        if bind_host not in _WILDCARD_HOSTS:
-            hosts.add(bind_host.lower().strip("[]"))
-        self._hosts = frozenset(hosts - {""})
+        hosts = {_host_name(host.strip()) for host in allow_hosts}  # a port there is ignored
+        hosts.update(urlsplit(origin).hostname for origin in self._origins)
+        if bind_host.strip("[]") not in _WILDCARD_HOSTS:
+            hosts.add(_host_name(_bracketed(bind_host.strip("[]"))))
+        self._hosts = frozenset(host for host in hosts if host)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -148,10 +156,7 @@ class OriginGuard:
         return server is not None and port == server[1] and self._own(host, scope)
 
     def _host_allowed(self, host: str, scope: Scope) -> bool:
-        try:
-            name = urlsplit(f"//{host}").hostname
-        except ValueError:
-            return False
+        name = _host_name(host)
         return name is not None and self._own(name, scope)
 
 

@@ -135,7 +135,7 @@ async def test_loopback_names_and_allowed_hosts_are_served(url: str, host: str) 
 
 
 async def test_a_named_host_is_served_when_allowed(demo_app: Any, tracker: ProgressTracker) -> None:
-    with mcp_url(demo_app, tracker, allow_hosts=["mcp.internal"]) as url:
+    with mcp_url(demo_app, tracker, allow_hosts=["MCP.internal:9000"]) as url:
         served = await post(url, INITIALIZE, Host="mcp.internal:8000")
         refused = await post(url, INITIALIZE, Host="other.internal:8000")
     assert served.status_code == 200
