@@ -30,6 +30,10 @@ Figures (medians):
   of ``--reads`` calls of ``get_stats`` and of ``list_sessions`` for a page
   of 50 active sessions (statuses initializing, in_progress, paused), plus a
   page of one operation's sessions and a ``count_sessions`` of the active.
+* ``create_session_us``: what ``tracker.create_session`` costs its caller
+  (a tracker with its threads, as in production), p50 and p99 over
+  ``--creations`` calls, one after another; then every session is checked
+  to be in the store after ``flush``.
 """
 
 from __future__ import annotations
@@ -141,6 +145,30 @@ def updates_per_s(url: str, updates: int, *, write_behind: bool = True) -> float
     if logged != updates:
         raise SystemExit(f"{url}: {updates} updates made, {logged} events logged")
     return updates / elapsed
+
+
+def create_cost_us(url: str, creations: int) -> dict[str, float]:
+    """p50 and p99 of ``create_session`` in the caller's thread, in microseconds."""
+    store = SqlStore(url)
+    config = ProgressConfig(max_concurrent_sessions=creations + 1)
+    with ProgressTracker(config, store=store) as tracker:
+        tracker.create_session("warm-up")
+        timings = []
+        ids = []
+        for _ in range(creations):
+            started = time.perf_counter()
+            ids.append(tracker.create_session("bench"))
+            timings.append((time.perf_counter() - started) * 1e6)
+        tracker.flush()
+        missing = [session_id for session_id in ids if store.get(session_id) is None]
+    store.close()
+    if missing:
+        raise SystemExit(f"{url}: {len(missing)} created sessions are not in the store")
+    timings.sort()
+    return {
+        "p50": round(timings[len(timings) // 2], 1),
+        "p99": round(timings[int(len(timings) * 0.99)], 1),
+    }
 
 
 def _count_events(store: SqlStore, after: int) -> int:
@@ -335,6 +363,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--sessions", type=int, default=100_000)
     parser.add_argument("--reads", type=int, default=50)
+    parser.add_argument("--creations", type=int, default=2000)
     parser.add_argument(
         "--postgres-url", default=os.environ.get("CELERY_PROGRESS_TEST_POSTGRES_URL")
     )
@@ -347,6 +376,7 @@ def main() -> None:
         kinds["mariadb"] = args.mysql_url
     writes: dict[str, Any] = {}
     reads: dict[str, Any] = {}
+    creates: dict[str, Any] = {}
     for kind, base_url in kinds.items():
         runs = []
         for _ in range(args.repeats):
@@ -370,6 +400,8 @@ def main() -> None:
                     floors.append(postgres_floor_per_s(url, args.updates // 10))
             writes[kind]["bare_psycopg_floor_median"] = round(statistics.median(floors))
         with private_database(kind, base_url) as url:
+            creates[kind] = create_cost_us(url, args.creations)
+        with private_database(kind, base_url) as url:
             reads[kind] = read_latencies(url, args.sessions, args.reads)
     print(
         json.dumps(
@@ -386,6 +418,7 @@ def main() -> None:
                     "active_page_50_ms": TARGET_PAGE_MS,
                 },
                 "reads": reads,
+                "create_session_us": creates,
             },
             indent=2,
         )
