@@ -119,20 +119,27 @@ class Committer:
         self.publish(result.events)
 
     def commit(
-        self, session_id: str, mutation: Mutation, *, check: Mutation | None = None
+        self,
+        session_id: str,
+        mutation: Mutation,
+        *,
+        check: Mutation | None = None,
+        precheck: bool = True,
     ) -> ProgressSession | None:
         """Apply ``mutation``, writing out what is held for the session first.
 
         With an update held, the call is first tried (``check``, or
         ``mutation`` where it has no side effects) on the session as it will
-        find it, so a call that is refused writes nothing.
+        find it, so a call that is refused writes nothing; ``precheck=False``
+        leaves it to the store (what this process sees refused it already,
+        and may be stale).
 
         While the store is unavailable the write is buffered (see
         :mod:`.outage`) and None returned: the caller is not failed.
         """
         with self._commit_lock, self._lock:
             window = self._windows.get(session_id)
-            if window is not None and (window.pending is not None or window.queued):
+            if precheck and window is not None and (window.pending is not None or window.queued):
                 view = self._local_view(session_id, window)
                 if view is not None:
                     (check or mutation)(view)

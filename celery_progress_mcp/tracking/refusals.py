@@ -36,6 +36,10 @@ class Refusals:
         self._listeners: tuple[RefusalListener, ...] = ()
         self._noted: deque[tuple[str, ProgressError]] = deque()
         self._lock = threading.Lock()
+        #: Held while listeners are told: a report returns once every refusal
+        #: noted before it was told (by this thread or another), so ``flush()``
+        #: returns with its refusals heard.
+        self._reporting = threading.RLock()
 
     def add_listener(self, listener: RefusalListener) -> Callable[[], None]:
         """Add ``listener``; returns what removes it."""
@@ -55,18 +59,19 @@ class Refusals:
 
     def report(self) -> None:
         """Tell the listeners what was noted; call holding none of the tracker's locks."""
-        while self._noted:
-            try:
+        if not self._listeners:
+            return  # nothing is noted
+        with self._reporting:
+            while self._noted:
                 session_id, error = self._noted.popleft()
-            except IndexError:
-                return  # another thread reported it
-            for listener in self._listeners:
-                try:
-                    listener(session_id, error)
-                except Exception:
-                    logger.exception("a refusal listener failed on %s", session_id)
+                for listener in self._listeners:
+                    try:
+                        listener(session_id, error)
+                    except Exception:
+                        logger.exception("a refusal listener failed on %s", session_id)
 
     def after_fork(self) -> None:
         """In a forked child: the listeners stay; the parent's refusals are the parent's."""
         self._lock = threading.Lock()
+        self._reporting = threading.RLock()
         self._noted = deque()

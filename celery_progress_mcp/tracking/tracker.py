@@ -346,12 +346,14 @@ class ProgressTracker:
         store outage buffers the write.
 
         With a writer thread, the write of a session this process knows is
-        checked against the session as this process sees it (a refusal raises
-        here), queued behind what is queued for it, and the session as it
-        will leave it is returned. ``deferred``: queued even if this process
-        does not know the session, unchecked (the store decides; a refusal
-        is told to the refusal listeners), and None returned where it is not
-        known. Without a writer it is written before the call returns.
+        checked against the session as this process sees it, queued behind
+        what is queued for it, and the session as it will leave it is
+        returned; one that this view refuses is written at once instead (the
+        store decides: a refusal raises here). ``deferred``: queued even if
+        this process does not know the session, or its view refuses it (the
+        store decides; a refusal is told to the refusal listeners), and None
+        returned where it is not known. Without a writer it is written before
+        the call returns.
         """
         if not self.enabled:
             return None

@@ -23,6 +23,7 @@ once, a queued creation included.
 
 from __future__ import annotations
 
+import enum
 import logging
 import threading
 import time
@@ -44,6 +45,7 @@ __all__ = [
     "MAX_QUEUED_UPDATES",
     "ROOM_WAIT_S",
     "BatchWriter",
+    "Deferral",
     "WriteQueue",
 ]
 
@@ -58,6 +60,16 @@ MAX_QUEUED_UPDATES = 10_000
 #: How long a caller waits for room before writing a batch itself (the
 #: writer is stuck, or gone).
 ROOM_WAIT_S = 5.0
+
+
+class Deferral(enum.Enum):
+    """What ``WriteQueue.defer`` did with a write."""
+
+    QUEUED = "queued"
+    #: Not queued (the session is not known here, or an outage holds its writes).
+    WRITE_NOW = "write now"
+    #: Not queued: what this process sees of the session refuses it.
+    ASK_THE_STORE = "ask the store"
 
 
 class WriteQueue:
@@ -105,24 +117,27 @@ class WriteQueue:
         *,
         check: Mutation | None = None,
         unchecked: bool = False,
-    ) -> tuple[bool, ProgressSession | None]:
+    ) -> tuple[Deferral, ProgressSession | None]:
         """Queue a write of a session this process knows, behind what is queued for it.
 
         It is first checked (``check``, or ``mutation`` where it has no side
-        effects) against the session as the queued writes leave it: what the
-        engine refuses raises here, and nothing is queued. ``unchecked``: queued
-        whatever this process knows (the store decides), even of a session it
-        does not know. Returns whether it was queued (else the caller writes it
-        now: the session is not known, or the outage buffer holds it) and the
-        view once it is applied (None where not known).
+        effects) against the session as the queued writes leave it. What that
+        view refuses is not queued: the caller writes it now and the store
+        decides (the view may be stale, where other processes write the
+        session too), so a refused write raises in the caller and nothing of
+        it is queued. ``unchecked``: queued whatever this process knows, even
+        of a session it does not know (the store decides when it is written).
+        Returns what became of it and, if queued, the view once it is applied
+        (None where not known).
         """
         self._make_room()
         shared = self._shared
         now_s = shared.clock.monotonic()
         with shared.locks.state:
             window = self._windows.get(session_id)
-            if self._committer.outage.holds(session_id) or (window is None and not unchecked):
-                return False, None
+            known = window is not None and window.session is not None
+            if self._committer.outage.holds(session_id) or not (known or unchecked):
+                return Deferral.WRITE_NOW, None
             if window is None:
                 window = self._windows.unknown(session_id)
             base = window.session
@@ -130,21 +145,21 @@ class WriteQueue:
                 # The coalesced update came first: it goes first.
                 base = shared.calls.apply_pending(base, window.pending)
                 if base is None:
-                    return False, None  # refused by the store once written, as a write now
+                    return Deferral.ASK_THE_STORE, None
             view = base
             if base is not None:
                 try:
                     view = (check or mutation)(base).session
                 except ProgressError:
                     if not unchecked:
-                        raise
+                        return Deferral.ASK_THE_STORE, None
             if window.pending is not None:
                 self._windows.queue(session_id, window.pending, base)
                 window.pending = None
             self._windows.queue(session_id, Transition(mutation, check or mutation), view)
             window.last_write_s = now_s
         self.writer.notify()
-        return True, view
+        return Deferral.QUEUED, view
 
     @property
     def queued_count(self) -> int:

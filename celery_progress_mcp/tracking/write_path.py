@@ -2,7 +2,8 @@
 
 With a writer thread (:mod:`.write_behind`), a creation and every write of
 a session this process knows are queued; what cannot be queued (the store
-is down, the session is not known here, capacity may be reached) is
+is down, the session is not known here, capacity may be reached, or what
+this process sees of the session refuses the write: the store decides) is
 written in the caller's thread by the :class:`~.committing.Committer`,
 after what is queued for the session. Without a writer everything is
 written in the caller's thread. Refusals the writes of this thread met on
@@ -23,7 +24,7 @@ from ..store.base import Mutation
 from .committing import Committer
 from .refusals import Refusals
 from .shared_state import SharedState
-from .write_behind import WriteQueue
+from .write_behind import Deferral, WriteQueue
 
 __all__ = ["CLOSE_WAIT_S", "WritePath"]
 
@@ -72,12 +73,16 @@ class WritePath:
     ) -> ProgressSession | None:
         """Queue the write where the writer can take it, else write it now; the
         session it leaves (as this process will see it, if queued)."""
+        precheck = True
         if self._queue is not None:
-            queued, view = self._queue.defer(session_id, mutation, check=check, unchecked=unchecked)
-            if queued:
+            deferral, view = self._queue.defer(
+                session_id, mutation, check=check, unchecked=unchecked
+            )
+            if deferral is Deferral.QUEUED:
                 return view
+            precheck = deferral is not Deferral.ASK_THE_STORE
         try:
-            return self._committer.commit(session_id, mutation, check=check)
+            return self._committer.commit(session_id, mutation, check=check, precheck=precheck)
         finally:
             self._refusals.report()
 
