@@ -10,9 +10,11 @@ can look at what is queued before it is written.
 from __future__ import annotations
 
 import functools
+import logging
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -34,6 +36,7 @@ from celery_progress_mcp import (
 from celery_progress_mcp.core.engine import Change
 from celery_progress_mcp.store.sql import SqlStore
 from celery_progress_mcp.testing import eventually
+from celery_progress_mcp.tracking import write_path
 
 Refusal = tuple[str, ProgressError, str, bool]
 
@@ -426,3 +429,31 @@ def test_a_write_refused_by_a_stale_view_is_decided_by_the_store(
     assert session is not None
     assert session.sub_operation("b").state == "active"  # type: ignore[union-attr]
     assert [sub.id for sub in tracker.get_session(session_id).sub_operations] == ["a", "b"]
+
+
+def test_close_waits_a_bounded_time_for_a_store_that_hangs(
+    store: SqlStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(write_path, "CLOSE_WAIT_S", 0.5)
+    release = threading.Event()
+    hanging = threading.Event()
+    apply_many = store.apply_many
+
+    def hang(writes, **options):  # type: ignore[no-untyped-def]
+        hanging.set()
+        release.wait(30)
+        return apply_many(writes, **options)
+
+    store.apply_many = hang  # type: ignore[method-assign]
+    tracker = ProgressTracker(ProgressConfig(), store=store)
+    try:
+        tracker.create_session("op")
+        assert hanging.wait(30)
+        tracker.create_session("op")  # queued behind the batch the store holds
+        started = time.monotonic()
+        with caplog.at_level(logging.ERROR, logger="celery_progress_mcp.tracking.write_path"):
+            tracker.close()
+        assert time.monotonic() - started < 5
+        assert "1 queued writes lost" in caplog.text
+    finally:
+        release.set()
