@@ -137,6 +137,7 @@ def updates_per_s(url: str, updates: int, *, write_behind: bool = True) -> float
     )
     session_id = tracker.create_session("bench")
     tracker.update_progress(session_id, InProgress(percentage=0.0, current_step="start"))
+    tracker.flush()  # the creation and the start are written behind too
     first_seq = store.last_seq()
     started = time.perf_counter()
     for i in range(updates):

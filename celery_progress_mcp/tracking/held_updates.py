@@ -100,6 +100,9 @@ class Window:
     #: Creations and transitions (writes other than plain updates) among the
     #: queued and in-flight writes.
     transitions: int = 0
+    #: Times its queued writes reached the store: a reader that saw them queued
+    #: or in flight, then read the store, knows whether they landed in between.
+    landings: int = 0
 
     def ahead(self) -> bool:
         """Whether ``session`` holds writes the store may not have yet."""
@@ -123,9 +126,6 @@ class Windows:
         #: The sessions active in the store, as last read by a write that created
         #: one (None: not read yet).
         self.store_active: int | None = None
-        #: Times queued writes reached the store: a reader that saw writes queued
-        #: or in flight, then read the store, knows whether they landed in between.
-        self.landings = 0
 
     def active_estimate(self) -> int:
         """Active sessions once what is queued is written, as far as this process
@@ -218,7 +218,7 @@ class Windows:
                 if window.in_flight <= 0:
                     window.taken = None
                 window.transitions = _transitions(window.queued)
-        self.landings += 1
+                window.landings += 1
 
     def take_session(self, session_id: str) -> list[Queued]:
         """One session's queued updates then its pending one, to write now, in order."""
@@ -232,7 +232,7 @@ class Windows:
             items.append(window.pending)
         window.queued = window.pending = None
         window.transitions = 0
-        self.landings += 1
+        window.landings += 1
         return items
 
     def answered(self, creations: int, store_active: int | None) -> None:

@@ -47,7 +47,7 @@ class Reader:
                 if window is not None and window.transitions:
                     held = [*(window.taken or ()), *(window.queued or ())]
                     pending = window.pending
-                    landings = windows.landings
+                    landings = window.landings
                 else:
                     held = None
                     local = window.session if window is not None and window.ahead() else None
@@ -56,7 +56,8 @@ class Reader:
             if held is None:
                 return self._with_updates(session_id, session, local, pending)
             with lock:
-                if windows.landings == landings:
+                current = windows.get(session_id)
+                if current is window and current is not None and current.landings == landings:
                     # Or some of them would be applied twice, once by the store.
                     break
         assert held is not None

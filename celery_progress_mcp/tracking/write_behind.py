@@ -8,12 +8,14 @@ session's creation (checked for its ids and metadata, and against an
 estimate of the active sessions: see ``Windows.active_estimate``) and
 every other write of a session this process knows (a transition, a
 sub-operation change, a mutation), checked against the session as the
-writes queued before it leave it: a refused one raises in the caller and
-nothing is queued. This thread then writes whatever has queued up since
-its last write in one ``Store.apply_many`` call (group commit), so the rate
-of persisted writes is not bounded by one transaction per write. Each
-write still gets its own snapshot and events, in order per session; what
-the store refuses is told to the refusal listeners (:mod:`.refusals`).
+writes queued before it leave it (one this view refuses is written in the
+caller's thread instead, the store deciding: that view may be behind other
+processes' writes; a refusal raises in the caller, nothing queued). This
+thread then writes whatever has queued up since its last write in one
+``Store.apply_many`` call (group commit), so the rate of persisted writes
+is not bounded by one transaction per write. Each write still gets its
+own snapshot and events, in order per session; what the store refuses is
+told to the refusal listeners (:mod:`.refusals`).
 
 A write of a session this process does not know is written in the caller's
 thread, after what is queued for it (unless the caller asks for it to be
