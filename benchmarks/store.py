@@ -30,6 +30,14 @@ Figures (medians):
   of ``--reads`` calls of ``get_stats`` and of ``list_sessions`` for a page
   of 50 active sessions (statuses initializing, in_progress, paused), plus a
   page of one operation's sessions and a ``count_sessions`` of the active.
+* ``create_session_us``: what ``tracker.create_session`` costs its caller
+  (a tracker with its threads, as in production), p50 and p99 over
+  ``--creations`` calls, one after another; then every session is checked
+  to be in the store after ``flush``.
+* ``visible_ms``: from the start of ``create_session`` in this process to
+  ``get_session`` finding the session in another (the watcher of
+  ``task_throughput.py``, polling every millisecond), p50 and p99 of
+  ``--visibility`` sessions created one at a time.
 """
 
 from __future__ import annotations
@@ -40,6 +48,8 @@ import os
 import platform
 import random
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -127,6 +137,7 @@ def updates_per_s(url: str, updates: int, *, write_behind: bool = True) -> float
     )
     session_id = tracker.create_session("bench")
     tracker.update_progress(session_id, InProgress(percentage=0.0, current_step="start"))
+    tracker.flush()  # the creation and the start are written behind too
     first_seq = store.last_seq()
     started = time.perf_counter()
     for i in range(updates):
@@ -141,6 +152,64 @@ def updates_per_s(url: str, updates: int, *, write_behind: bool = True) -> float
     if logged != updates:
         raise SystemExit(f"{url}: {updates} updates made, {logged} events logged")
     return updates / elapsed
+
+
+def create_cost_us(url: str, creations: int) -> dict[str, float]:
+    """p50 and p99 of ``create_session`` in the caller's thread, in microseconds."""
+    store = SqlStore(url)
+    config = ProgressConfig(max_concurrent_sessions=creations + 1)
+    with ProgressTracker(config, store=store) as tracker:
+        tracker.create_session("warm-up")
+        timings = []
+        ids = []
+        for _ in range(creations):
+            started = time.perf_counter()
+            ids.append(tracker.create_session("bench"))
+            timings.append((time.perf_counter() - started) * 1e6)
+        tracker.flush()
+        missing = [session_id for session_id in ids if store.get(session_id) is None]
+    store.close()
+    if missing:
+        raise SystemExit(f"{url}: {len(missing)} created sessions are not in the store")
+    timings.sort()
+    return {
+        "p50": round(timings[len(timings) // 2], 1),
+        "p99": round(timings[int(len(timings) * 0.99)], 1),
+    }
+
+
+def visible_ms(url: str, samples: int) -> dict[str, float]:
+    """p50 and p99 of the delay until another process sees a new session, in ms."""
+    here = Path(__file__).resolve().parent
+    watching = subprocess.Popen(
+        [sys.executable, str(here / "task_throughput.py"), "--watch", url],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert watching.stdin is not None
+    assert watching.stdout is not None
+    if watching.stdout.readline().strip() != "ready":
+        raise SystemExit("the watcher did not start")
+    delays_ms = []
+    store = SqlStore(url)
+    try:
+        with ProgressTracker(ProgressConfig(), store=store) as tracker:
+            for _ in range(samples):
+                sent = time.time()
+                session_id = tracker.create_session("bench")
+                watching.stdin.write(f"{session_id} {sent!r}\n")
+                watching.stdin.flush()
+                delays_ms.append(float(watching.stdout.readline()))
+    finally:
+        watching.stdin.close()
+        watching.wait(30)
+        store.close()
+    if any(delay < 0 for delay in delays_ms):
+        raise SystemExit(f"{url}: a session was never seen by the other process")
+    delays_ms.sort()
+    return {
+        "p50": round(delays_ms[len(delays_ms) // 2], 2),
+        "p99": round(delays_ms[int(len(delays_ms) * 0.99)], 2),
+    }
 
 
 def _count_events(store: SqlStore, after: int) -> int:
@@ -335,6 +404,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--sessions", type=int, default=100_000)
     parser.add_argument("--reads", type=int, default=50)
+    parser.add_argument("--creations", type=int, default=2000)
+    parser.add_argument("--visibility", type=int, default=200)
     parser.add_argument(
         "--postgres-url", default=os.environ.get("CELERY_PROGRESS_TEST_POSTGRES_URL")
     )
@@ -347,6 +418,8 @@ def main() -> None:
         kinds["mariadb"] = args.mysql_url
     writes: dict[str, Any] = {}
     reads: dict[str, Any] = {}
+    creates: dict[str, Any] = {}
+    visible: dict[str, Any] = {}
     for kind, base_url in kinds.items():
         runs = []
         for _ in range(args.repeats):
@@ -370,6 +443,10 @@ def main() -> None:
                     floors.append(postgres_floor_per_s(url, args.updates // 10))
             writes[kind]["bare_psycopg_floor_median"] = round(statistics.median(floors))
         with private_database(kind, base_url) as url:
+            creates[kind] = create_cost_us(url, args.creations)
+        with private_database(kind, base_url) as url:
+            visible[kind] = visible_ms(url, args.visibility)
+        with private_database(kind, base_url) as url:
             reads[kind] = read_latencies(url, args.sessions, args.reads)
     print(
         json.dumps(
@@ -386,6 +463,8 @@ def main() -> None:
                     "active_page_50_ms": TARGET_PAGE_MS,
                 },
                 "reads": reads,
+                "create_session_us": creates,
+                "visible_ms": visible,
             },
             indent=2,
         )

@@ -130,6 +130,7 @@ class Dispatcher:
                 member_task = self._tasks.named(member.name)
                 meta = self._tasks.metadata(member_task, {}) if member_task else {}
                 sessions.create(member.id, member.name, meta, parent_id)
+        sessions.written()
 
     def _member_published(
         self, task: Task, task_id: str, group_id: str, index: Any, chord: Any
@@ -142,6 +143,7 @@ class Dispatcher:
             if callback is not None:
                 metadata[CALLBACK] = callback.id
             self._sessions.create(group_id, f"celery.{kind}", metadata, None)
+            self._sessions.written()
 
     def _callback_of(self, chord: Any) -> Member | None:
         if not isinstance(chord, dict):
@@ -186,3 +188,4 @@ class Dispatcher:
         tracker = self._sessions.tracker
         mutation = seal_mutation(tracker.engine, members, callback, tracker.clock.now())
         self._sessions.mutate(parent_id, mutation)
+        self._sessions.written()

@@ -88,7 +88,8 @@ class TaskLifecycle:
             metadata = self._tasks.metadata(task, {})
             if group_index is not None:
                 metadata[GROUP_INDEX] = group_index
-            sessions.create(task_id, task.name, metadata, parent_id)
+            # The client's creation may not be written yet: it wins if it comes first.
+            sessions.create(task_id, task.name, metadata, parent_id, if_absent=True)
         attempt = int(getattr(request, "retries", 0) or 0) + 1
         metadata = {
             WORKER: getattr(request, "hostname", None),

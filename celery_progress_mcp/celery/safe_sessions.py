@@ -30,11 +30,19 @@ class SafeSessions:
         self.tracker = tracker
 
     def create(
-        self, session_id: str, name: str, metadata: dict[str, Any], parent_id: str | None
+        self,
+        session_id: str,
+        name: str,
+        metadata: dict[str, Any],
+        parent_id: str | None,
+        *,
+        if_absent: bool = False,
     ) -> bool:
         """Create the session; False if it exists already or the store refused."""
         try:
-            self.tracker.create_session(name, metadata, session_id=session_id, parent_id=parent_id)
+            self.tracker.create_session(
+                name, metadata, session_id=session_id, parent_id=parent_id, if_absent=if_absent
+            )
         except InvalidProgress as exc:
             if "already exists" not in str(exc):
                 logger.warning("progress session %s not created: %s", session_id, exc)
@@ -61,6 +69,14 @@ class SafeSessions:
         except ProgressError as exc:
             logger.debug("progress session %s not readable: %s", session_id, exc)
             return None
+
+    def written(self) -> None:
+        """Write what is queued now: a worker may read the sessions just dispatched
+        before the writer's next batch (until the message carries what it needs)."""
+        try:
+            self.tracker.flush()
+        except Exception:
+            logger.exception("progress sessions not written at dispatch")
 
     def call(self, method: Callable[P, object], *args: P.args, **kwargs: P.kwargs) -> None:
         """Call a tracker method; a refusal is logged at debug level, any failure logged."""

@@ -117,6 +117,7 @@ class CeleryProgressTracker:
     fail_session = forwarded(ProgressTracker.fail_session)
     heartbeat = forwarded(ProgressTracker.heartbeat)
     apply_mutation = forwarded(ProgressTracker.apply_mutation)
+    add_refusal_listener = forwarded(ProgressTracker.add_refusal_listener)
     get_session = forwarded(ProgressTracker.get_session)
     list_sessions = forwarded(ProgressTracker.list_sessions)
     count_sessions = forwarded(ProgressTracker.count_sessions)

@@ -8,19 +8,43 @@ store, in commit order: a reader of the log never sees seq N+1 before N.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 
 from ..core.engine import Change, EventDraft
-from ..core.errors import ProgressError, StoreUnavailable
+from ..core.errors import CapacityExceeded, InvalidProgress, ProgressError, StoreUnavailable
 from ..core.models import ProgressEvent, ProgressSession, ProgressStats
 
-__all__ = ["Applied", "ExpiredEvent", "Mutation", "SessionQuery", "Store"]
+__all__ = ["Applied", "Creation", "ExpiredEvent", "Mutation", "SessionQuery", "Store", "Write"]
 
 #: An engine call bound to its arguments: the committed session in, a change out.
 Mutation = Callable[[ProgressSession], Change]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Creation:
+    """A new session, as one write of an ``apply_many`` run: inserted as ``Store.create``
+    inserts it (its sub-operations, snapshot and events), in the batch's transaction.
+
+    If the session exists, with ``if_absent`` the creation is skipped (no event; it
+    counts as applied and the run goes on with the existing session), without it
+    the creation is refused with ``InvalidProgress``. Compared by identity, as a
+    mutation is: a replayed write is recognised by being the same object.
+    """
+
+    change: Change
+    if_absent: bool = False
+
+    @property
+    def session_id(self) -> str:
+        return self.change.session.id
+
+
+#: One write of an ``apply_many`` run.
+Write = Mutation | Creation
 #: The event a purged session logs (None: none), built from the session as it ends.
 ExpiredEvent = Callable[[ProgressSession], EventDraft | None]
 
@@ -53,6 +77,9 @@ class Applied:
     applied: int = 0
     #: Why the rest were not: what the first refused mutation raised.
     error: ProgressError | None = None
+    #: Where the run held a creation that was decided (written, skipped, or refused
+    #: for capacity): the sessions active in the store then, if the store says.
+    active_sessions: int | None = None
 
 
 class Store:
@@ -78,33 +105,79 @@ class Store:
         raise NotImplementedError
 
     def apply_many(
-        self, writes: Sequence[tuple[str, Sequence[Mutation]]], *, history_limit: int
+        self,
+        writes: Sequence[tuple[str, Sequence[Write]]],
+        *,
+        history_limit: int,
+        max_active: int | None = None,
     ) -> list[Applied]:
-        """Apply runs of mutations, each session's in order: group commit.
+        """Apply runs of writes (mutations and creations), each session's in order:
+        group commit.
 
         A store that can commits the whole batch in one transaction (each
-        mutation still all or nothing). A mutation that raises a
-        ``ProgressError`` ends its session's run, what came before it kept;
-        the other sessions go on. ``StoreUnavailable`` means nothing was
-        written. This base version applies the mutations one by one, for
-        stores that never raise ``StoreUnavailable``.
+        write still all or nothing). A write that raises a ``ProgressError``
+        ends its session's run, what came before it kept; the other sessions
+        go on. A creation is refused with ``CapacityExceeded`` when
+        ``max_active`` sessions are active as it is written (None: no limit).
+        ``StoreUnavailable`` means nothing was written. This base version
+        applies the writes one by one, for stores that never raise
+        ``StoreUnavailable``.
         """
         results = []
-        for session_id, mutations in writes:
+        for session_id, run in writes:
             outcome = Applied(session_id)
-            for mutation in mutations:
+            for write in run:
                 try:
-                    session, events = self.apply(session_id, mutation, history_limit=history_limit)
+                    if isinstance(write, Creation):
+                        self._create_one(outcome, write, history_limit, max_active)
+                    else:
+                        session, events = self.apply(session_id, write, history_limit=history_limit)
+                        outcome.session = session
+                        outcome.events.extend(events)
                 except StoreUnavailable:
                     raise
                 except ProgressError as exc:
                     outcome.error = exc
                     break
-                outcome.session = session
-                outcome.events.extend(events)
                 outcome.applied += 1
             results.append(outcome)
         return results
+
+    def _create_one(
+        self, outcome: Applied, creation: Creation, history_limit: int, max_active: int | None
+    ) -> None:
+        """``apply_many``'s creation, one call at a time (an existing session is
+        looked up first, and again if the insertion is refused)."""
+        session_id = creation.session_id
+        if session_id != outcome.session_id:
+            raise InvalidProgress(
+                f"a creation of {session_id!r} in the run of session {outcome.session_id!r}"
+            )
+        try:
+            if creation.if_absent and self._skip_existing(outcome, session_id):
+                return
+            events = self.create(
+                creation.change,
+                max_active=sys.maxsize if max_active is None else max_active,
+                history_limit=history_limit,
+            )
+        except CapacityExceeded:
+            outcome.active_sessions = self.stats().active_sessions
+            raise
+        except InvalidProgress:
+            if creation.if_absent and self._skip_existing(outcome, session_id):
+                return
+            raise
+        outcome.session = creation.change.session
+        outcome.events.extend(events)
+        outcome.active_sessions = self.stats().active_sessions
+
+    def _skip_existing(self, outcome: Applied, session_id: str) -> bool:
+        existing = self.get(session_id, with_history=False)
+        if existing is None:
+            return False
+        outcome.session = existing
+        return True
 
     def get(self, session_id: str, *, with_history: bool = True) -> ProgressSession | None:
         raise NotImplementedError

@@ -16,6 +16,7 @@ from collections.abc import Callable, Collection, Coroutine
 from typing import Any, Concatenate, Generic, ParamSpec, Self, TypeVar, Unpack, overload
 
 from ..core.config import ProgressConfig
+from ..core.errors import ProgressError
 from ..core.models import ProgressEventType
 from .subscription import AsyncSubscription
 from .tracker import ProgressTracker, TrackerOptions
@@ -125,6 +126,12 @@ class AsyncProgressTracker(AsyncTrackerBase):
     cleanup_expired = awaitable(ProgressTracker.cleanup_expired)
     flush = awaitable(ProgressTracker.flush)
     close = awaitable(ProgressTracker.close)
+
+    def add_refusal_listener(
+        self, listener: Callable[[str, ProgressError], None]
+    ) -> Callable[[], None]:
+        """As ``ProgressTracker.add_refusal_listener`` (a plain call: adding one never waits)."""
+        return self.sync.add_refusal_listener(listener)
 
     def subscribe_to_events(
         self,

@@ -52,6 +52,7 @@ class Coalescer:
                 or now_s - window.last_write_s >= self._window_s
             ):
                 return False
+            assert window.session is not None  # known: it is in progress
             if sub_updates:
                 checked = self._sub_updates_coalesce(window, sub_updates)
                 if checked is None:
@@ -84,6 +85,7 @@ class Coalescer:
         path raises the precise error. Bad metadata raises here, before
         anything changes; what is kept is a copy of the metadata as checked.
         """
+        assert window.session is not None
         known = {sub.id: sub for sub in window.session.sub_operations}
         earlier = window.pending.sub_updates if window.pending is not None else None
         checked = []

@@ -4,8 +4,9 @@ A write made in the caller's thread (a creation, a transition, a flush)
 first writes what this process holds back for its session, so the store
 sees a session's updates in the order they were made; with an update held
 back, the call is first checked against the session as it will find it, so
-a call that is refused writes nothing. Runs of held updates, many sessions
-at once, go to the store in one ``Store.apply_many``.
+a call that is refused writes nothing. Runs of held writes, many sessions
+at once, go to the store in one ``Store.apply_many``; what the store
+refuses of them is noted for the refusal listeners (:mod:`.refusals`).
 
 While the store is unavailable, writes are handed to the
 :class:`~.outage.OutageBuffer` (which this committer owns and replays
@@ -21,20 +22,21 @@ from typing import Any
 
 from ..bus.base import EventBus
 from ..core.engine import Change
-from ..core.errors import InvalidTransition, SessionNotFound, StoreUnavailable
+from ..core.errors import InvalidTransition, ProgressError, SessionNotFound, StoreUnavailable
 from ..core.models import ProgressEvent, ProgressSession
 from ..core.states import TERMINAL_STATUSES
-from ..store.base import Applied, Mutation, Store
+from ..store.base import Applied, Creation, Mutation, Store, Write
 from .held_updates import Window
 from .outage import BufferedWrite, OutageBuffer
+from .refusals import Refusals
 from .shared_state import SharedState
 
 __all__ = ["Committer", "Run"]
 
 logger = logging.getLogger(__name__)
 
-#: One session's updates, to be written in order.
-Run = tuple[str, list[Mutation]]
+#: One session's writes, to be written in order.
+Run = tuple[str, list[Write]]
 
 
 class Committer:
@@ -49,8 +51,10 @@ class Committer:
         max_active: int,
         history_limit: int,
         retry_in_background: bool,
+        refusals: Refusals | None = None,
     ) -> None:
         self._store = store
+        self.refusals = refusals if refusals is not None else Refusals()
         self._bus = bus
         self._engine = shared.engine
         self._clock = shared.clock
@@ -58,7 +62,8 @@ class Committer:
         self._lock = shared.locks.state
         self._windows = shared.windows
         self._calls = shared.calls
-        self._max_active = max_active
+        #: ``max_concurrent_sessions``: what each creation is checked against.
+        self.max_active = max_active
         self._history_limit = history_limit
         #: Writes held back by a store outage, replayed in order on reconnect.
         self.outage = OutageBuffer(
@@ -67,40 +72,74 @@ class Committer:
             probe=self._store_answers,
             update_function=shared.engine.update,
             background=retry_in_background,
+            after_replay=self.refusals.report,
         )
 
     # -- one write ---------------------------------------------------------------
 
-    def create(self, change: Change) -> None:
-        """Insert a new session (buffered while the store is down)."""
+    def create(self, change: Change, *, if_absent: bool = False, counted: bool = False) -> None:
+        """Insert a new session now (buffered while the store is down).
+
+        ``if_absent``: an existing session is left as it is, and known here as
+        the store has it. ``counted``: learn the active sessions in the same
+        transaction (``Windows.store_active``, which queued creations are
+        checked against).
+        """
+        session_id = change.session.id
         with self._commit_lock, self._lock:
             try:
                 if self.outage.engaged:
                     raise StoreUnavailable("the progress store is down")
+                if if_absent or counted:
+                    self._create_in_batch(Creation(change, if_absent))
+                    return
                 events = self._store.create(
-                    change, max_active=self._max_active, history_limit=self._history_limit
+                    change, max_active=self.max_active, history_limit=self._history_limit
                 )
             except StoreUnavailable as exc:
-                self.outage.add_creation(change, exc)
+                self.outage.add(session_id, Creation(change, if_absent), exc)
                 return
             self._windows.created(change.session)
             self.publish(events)
 
+    def _create_in_batch(self, creation: Creation) -> None:
+        """``create`` through ``apply_many``, which can skip an existing session and
+        says how many are active (the caller holds the locks)."""
+        session_id = creation.session_id
+        result = self._apply_many([(session_id, [creation])])[0]
+        self._windows.answered(0, result.active_sessions)
+        if result.error is not None:
+            raise result.error
+        if result.session is None:
+            return
+        if result.events:  # created; an existing session skipped logs none
+            self._windows.created(result.session)
+        else:
+            self._note_written(result.session)
+        self.publish(result.events)
+
     def commit(
-        self, session_id: str, mutation: Mutation, *, check: Mutation | None = None
+        self,
+        session_id: str,
+        mutation: Mutation,
+        *,
+        check: Mutation | None = None,
+        precheck: bool = True,
     ) -> ProgressSession | None:
         """Apply ``mutation``, writing out what is held for the session first.
 
         With an update held, the call is first tried (``check``, or
         ``mutation`` where it has no side effects) on the session as it will
-        find it, so a call that is refused writes nothing.
+        find it, so a call that is refused writes nothing; ``precheck=False``
+        leaves it to the store (what this process sees refused it already,
+        and may be stale).
 
         While the store is unavailable the write is buffered (see
         :mod:`.outage`) and None returned: the caller is not failed.
         """
         with self._commit_lock, self._lock:
             window = self._windows.get(session_id)
-            if window is not None and (window.pending is not None or window.queued):
+            if precheck and window is not None and (window.pending is not None or window.queued):
                 view = self._local_view(session_id, window)
                 if view is not None:
                     (check or mutation)(view)
@@ -153,8 +192,7 @@ class Committer:
         """Write out what is queued and pending for one session (caller holds the locks)."""
         items = self._windows.take_session(session_id)
         if items:
-            mutations = [self._calls.mutation(session_id, item) for item in items]
-            self.write_runs([(session_id, mutations)])
+            self.write_runs([(session_id, [self._calls.write(session_id, item) for item in items])])
 
     def flush_due(self, session_ids: Iterable[str]) -> None:
         """Write out the pending updates of these sessions whose window has ended."""
@@ -175,22 +213,30 @@ class Committer:
                 self.flush_session(session_id)
 
     def write_runs(self, runs: list[Run], *, in_flight: bool = False) -> None:
-        """Write sessions' runs of updates together (caller holds the commit lock).
+        """Write sessions' runs of writes together (caller holds the commit lock).
 
         ``in_flight``: the runs were counted in their windows' ``in_flight``.
-        The store's refusal of an update (the session changed elsewhere) is
-        logged and the rest of that session's run dropped, as for a coalesced
-        update; an outage hands them to the outage buffer, in order.
+        The store's refusal of a write (the session changed elsewhere, it
+        exists already, capacity was reached) is logged, noted for the
+        refusal listeners, and the rest of that session's run dropped, as for
+        a coalesced update; an outage hands them to the outage buffer, in order.
         """
-        sizes = {session_id: len(mutations) for session_id, mutations in runs}
+        sizes = {session_id: len(writes) for session_id, writes in runs}
+        creations = sum(isinstance(write, Creation) for _, writes in runs for write in writes)
         try:
             results = self._apply_runs(runs)
-        finally:
-            if in_flight:
-                with self._lock:
+        except BaseException:
+            with self._lock:
+                if in_flight:
                     self._windows.landed(sizes)
+                self._windows.answered(creations, None)
+            raise
         events = []
         with self._lock:
+            if in_flight:
+                self._windows.landed(sizes)
+            counted = [r.active_sessions for r in results if r.active_sessions is not None]
+            self._windows.answered(creations, counted[-1] if counted else None)
             for result in results:
                 events.extend(result.events)
                 if result.session is not None:
@@ -202,6 +248,7 @@ class Committer:
                         result.session_id,
                         result.error,
                     )
+                    self.refusals.note(result.session_id, result.error)
                     self.forget(result.session_id)
         self.publish(events)
 
@@ -215,13 +262,18 @@ class Committer:
         error: StoreUnavailable | None = None
         if runs:
             try:
-                results = self._store.apply_many(runs, history_limit=self._history_limit)
+                results = self._apply_many(runs)
             except StoreUnavailable as exc:
                 held, error = held + runs, exc
-        for session_id, mutations in held:
-            for mutation in mutations:
-                self.outage.add(session_id, mutation, error)
+        for session_id, writes in held:
+            for write in writes:
+                self.outage.add(session_id, write, error)
         return results
+
+    def _apply_many(self, runs: list[Run]) -> list[Applied]:
+        return self._store.apply_many(
+            runs, history_limit=self._history_limit, max_active=self.max_active
+        )
 
     def _note_written(self, session: ProgressSession) -> None:
         if session.state.status in TERMINAL_STATUSES:
@@ -241,18 +293,25 @@ class Committer:
     # -- riding out a store outage -------------------------------------------------
 
     def _replay_buffered(self, write: BufferedWrite) -> None:
-        """Write one buffered write (the buffer holds the commit lock)."""
-        if write.change is not None:
-            events = self._store.create(
-                write.change, max_active=self._max_active, history_limit=self._history_limit
-            )
-        else:
-            assert write.mutation is not None
-            session, events = self._store.apply(
-                write.session_id, write.mutation, history_limit=self._history_limit
-            )
-            with self._lock:
-                self._note_written(session)
+        """Write one buffered write (the buffer holds the commit lock); a refusal
+        is noted for the listeners and raised."""
+        try:
+            if write.creation is not None:
+                result = self._apply_many([(write.session_id, [write.creation])])[0]
+                if result.error is not None:
+                    raise result.error
+                events = result.events
+            else:
+                assert write.mutation is not None
+                session, events = self._store.apply(
+                    write.session_id, write.mutation, history_limit=self._history_limit
+                )
+                with self._lock:
+                    self._note_written(session)
+        except ProgressError as exc:
+            if not isinstance(exc, StoreUnavailable):
+                self.refusals.note(write.session_id, exc)
+            raise
         self.publish(events)
 
     def _store_answers(self) -> bool:

@@ -12,13 +12,16 @@ made together by :class:`TrackerLocks` (and made anew in a forked child):
 
 ``state`` (re-entrant)
     Guards what the tracker keeps in memory: every session's window (its
-    coalesced update, its write-behind queue, its count in flight), and the
-    list of subscriptions. A call that only coalesces or queues takes this
-    lock alone, briefly. A write in the caller's thread (a creation, a
-    transition, a flush) holds it across its transaction, so the view it
-    checks against cannot change under it; the background writer does not,
-    holding it only to take a batch and to note what was written, so callers
-    go on queueing while the database works.
+    coalesced update, its write-behind queue of updates, creations and
+    transitions, what is in flight, its view), the estimate of active
+    sessions, and the list of subscriptions. A call that only coalesces or
+    queues (with a writer: a creation, and every write of a session this
+    process knows) takes this lock alone, briefly, checking against the view
+    under it. A write in the caller's thread (without a writer, or of a
+    session not known here, or a flush) holds it across its transaction, so
+    the view it checks against cannot change under it; the background
+    writer does not, holding it only to take a batch and to note what was
+    written, so callers go on queueing while the database works.
 
 ``room`` (a condition)
     Back-pressure: a caller finding the write-behind queue full waits on it;
@@ -26,9 +29,12 @@ made together by :class:`TrackerLocks` (and made anew in a forked child):
 
 The order, outermost first: ``EventBus.holding()`` (a subscription joining),
 then ``commit``, then ``state``, then ``room``. A lock is never taken while
-holding one that comes after it. Each subscription, the writer and the
-flusher also have a lock of their own: those are taken last, and nothing
-calls back into the tracker while holding one.
+holding one that comes after it. Each subscription, the writer, the
+flusher and the refusal listeners (:mod:`.refusals`) also have a lock of
+their own: those are taken last, and nothing calls back into the tracker
+while holding one. Refusal listeners are called holding none of these
+locks (a refusal is noted under them and reported once they are released),
+so a listener may call the tracker.
 """
 
 from __future__ import annotations

@@ -18,7 +18,8 @@ incoming write dropped. Merged and dropped writes are counted and logged;
 
 A buffered write that the store refuses on replay (the session was
 cancelled elsewhere meanwhile, or capacity was reached) is logged and
-counted, like a refused coalesced update: the task is long past the call.
+counted, like a refused coalesced update: the task is long past the call
+(the tracker's refusal listeners are told, see :mod:`.refusals`).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from ..core.engine import Change
 from ..core.errors import ProgressError, StoreUnavailable
 from ..core.models import SubOperationState, SubOperationUpdate
 from ..core.states import InProgress
-from ..store.base import Mutation
+from ..store.base import Creation, Mutation, Write
 
 __all__ = [
     "DEFAULT_OUTAGE_CAPACITY",
@@ -59,11 +60,11 @@ _COALESCIBLE_SUB_STATES = frozenset({None, SubOperationState.ACTIVE})
 
 @dataclass(slots=True)
 class BufferedWrite:
-    """One write the store could not take: a creation (``change``) or a mutation."""
+    """One write the store could not take: a creation or a mutation."""
 
     session_id: str
     mutation: Mutation | None = None
-    change: Change | None = None
+    creation: Creation | None = None
     #: A plain in-progress update: later ones of the same run supersede it.
     coalescible: bool = False
 
@@ -119,8 +120,12 @@ class OutageBuffer:
         update_function: Callable[..., Change],
         capacity: int = DEFAULT_OUTAGE_CAPACITY,
         background: bool = True,
+        after_replay: Callable[[], None] | None = None,
     ) -> None:
+        """``after_replay``: called after each round of replays, holding no lock (to
+        report the writes the store refused)."""
         self._replay = replay
+        self._after_replay = after_replay
         #: Whether the store answers; called without the lock, so a store that
         #: hangs holds up only the retrying thread, never the task.
         self._probe = probe
@@ -152,14 +157,14 @@ class OutageBuffer:
         """Whether a write for ``session_id`` must be queued rather than tried."""
         return self.engaged or session_id in self._queues
 
-    def add_creation(self, change: Change, error: StoreUnavailable | None = None) -> None:
-        self._add(BufferedWrite(change.session.id, change=change), error)
-
-    def add(
-        self, session_id: str, mutation: Mutation, error: StoreUnavailable | None = None
-    ) -> None:
-        write = BufferedWrite(session_id, mutation, coalescible=self._is_plain_update(mutation))
-        self._add(write, error)
+    def add(self, session_id: str, write: Write, error: StoreUnavailable | None = None) -> None:
+        """Queue ``write`` behind what is buffered for ``session_id``; ``error``: the
+        store's, which engages the buffer."""
+        if isinstance(write, Creation):
+            self._add(BufferedWrite(session_id, creation=write), error)
+        else:
+            coalescible = self._is_plain_update(write)
+            self._add(BufferedWrite(session_id, write, coalescible=coalescible), error)
 
     def _add(self, write: BufferedWrite, error: StoreUnavailable | None) -> None:
         with self._lock:
@@ -230,6 +235,13 @@ class OutageBuffer:
         """Replay every queued write in order; False if the store is still down."""
         if self.engaged and not self._probe():
             return False
+        try:
+            return self._replay_all()
+        finally:
+            if self._after_replay is not None:
+                self._after_replay()
+
+    def _replay_all(self) -> bool:
         while True:
             with self._lock:
                 if not self._queues:

@@ -6,22 +6,27 @@ whose job it is:
 * the write path: :mod:`.coalescing` holds plain updates back within a
   session's window, :mod:`.flusher` writes them when it ends,
   :mod:`.write_behind` queues the rest for a writer thread (with a store
-  that waits on I/O), and :mod:`.committing` writes everything else, in
-  order with the publication of its events, handing writes to
-  :mod:`.outage` while the store is down;
+  that waits on I/O: creations, and every write of a session this process
+  knows), and :mod:`.committing` writes everything else, in order with the
+  publication of its events, handing writes to :mod:`.outage` while the
+  store is down; :mod:`.refusals` tells listeners what the store refused
+  of the writes the caller did not wait for;
 * :mod:`.reading`: sessions with what this process holds back applied;
 * :mod:`.subscription_hub`: subscriptions, read up from the log and fed by the bus;
 * :mod:`.housekeeping`: timeouts and retention.
 
 What this process holds back, per session, is in :mod:`.held_updates`; the
-locks the collaborators share, and their order, in :mod:`.locks`.
+locks the collaborators share, and their order, in :mod:`.locks`. Every
+tracker is renewed in a forked child (:mod:`.forks`) and closed at
+interpreter exit (:mod:`.exits`).
 """
 
 from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any, Self, TypedDict
 
 from ..bus.base import EventBus
@@ -29,7 +34,7 @@ from ..bus.local import LocalBus
 from ..core.clock import Clock, SystemClock
 from ..core.config import ProgressConfig
 from ..core.engine import Engine
-from ..core.errors import TrackingDisabled
+from ..core.errors import InvalidProgress, ProgressError, TrackingDisabled
 from ..core.models import (
     ProgressEventType,
     ProgressSession,
@@ -37,20 +42,23 @@ from ..core.models import (
     SubOperation,
     SubOperationState,
     SubOperationUpdate,
+    detached,
 )
 from ..core.states import InProgress, ProgressState
 from ..store.base import Mutation, Store
-from . import forks
+from . import exits, forks
 from .coalescing import Coalescer
 from .committing import Committer
 from .flusher import WindowFlusher
 from .housekeeping import CleanupResult, Housekeeper, MayTimeOut
 from .reading import Reader, session_query
+from .refusals import Refusals
 from .shared_state import SharedState
 from .store_factory import store_from_url
 from .subscription import Subscription
 from .subscription_hub import SubscriptionHub
 from .write_behind import WriteQueue
+from .write_path import WritePath
 
 __all__ = ["ProgressTracker", "TrackerOptions"]
 
@@ -99,6 +107,7 @@ class ProgressTracker:
         self._background = background
         self._may_time_out = may_time_out
         self._closed = False
+        self._refusals = Refusals()
         self._assemble()
         self._hub = SubscriptionHub(
             self.store,
@@ -109,6 +118,7 @@ class ProgressTracker:
         )
         self._unsubscribe_bus = self.bus.subscribe(self._hub.fan_out)
         forks.renew_after_fork(self)
+        exits.close_at_exit(self)
 
     def _assemble(self) -> None:
         """Make the locks, the in-memory state, the write path and its threads."""
@@ -124,10 +134,12 @@ class ProgressTracker:
             max_active=config.max_concurrent_sessions,
             history_limit=config.max_history_snapshots,
             retry_in_background=threads,
+            refusals=self._refusals,
         )
         self._outage = committer.outage
         #: Write-behind, where the store waits on I/O and threads may run.
         self._queue = WriteQueue(shared, committer) if store.blocking and threads else None
+        self._writes = WritePath(shared, committer, self._queue, self._refusals)
         self._housekeeper = Housekeeper(
             store, engine, clock, config, committer, self.flush, self._may_time_out
         )
@@ -149,6 +161,7 @@ class ProgressTracker:
             return
         self.store.after_fork()
         self.bus.after_fork()
+        self._refusals.after_fork()
         # The parent's threads are gone and their locks may be held for ever:
         # what they served is abandoned, not stopped.
         self._flusher.abandon()
@@ -164,18 +177,38 @@ class ProgressTracker:
         *,
         session_id: str | None = None,
         parent_id: str | None = None,
+        created_at: datetime | None = None,
+        if_absent: bool = False,
     ) -> str:
+        """Create a session (Initializing) and return its id.
+
+        ``created_at``: when it began (an aware datetime; default now), e.g.
+        when a task was dispatched, for a session first written later.
+        ``if_absent``: if the session exists, leave it as it is (no error).
+
+        With a writer thread (a store that waits on I/O) the creation is
+        checked here (ids, metadata, and capacity against what this process
+        knows), queued, and the call returns: ``get_session`` in this process
+        shows the session at once, and the writer writes it with its next
+        batch. The store checks it again then: a session with this id
+        created elsewhere, or capacity reached through other processes, is
+        refused then and told to the refusal listeners (see
+        ``add_refusal_listener``). Without a writer it is written before the
+        call returns, and those errors raise here.
+        """
         session_id = session_id if session_id is not None else str(uuid.uuid4())
         if not self.enabled:
             return session_id
+        if created_at is not None and created_at.utcoffset() is None:
+            raise InvalidProgress("created_at must be an aware datetime (with a time zone)")
         change = self.engine.create(
             session_id=session_id,
             operation_id=operation_id,
             metadata=metadata,
             parent_id=parent_id,
-            now=self.clock.now(),
+            now=created_at if created_at is not None else self.clock.now(),
         )
-        self._committer.create(change)
+        self._writes.create(change, if_absent=if_absent)
         return session_id
 
     # -- progress ------------------------------------------------------------
@@ -211,14 +244,14 @@ class ProgressTracker:
             metadata=metadata,
             now=self.clock.now(),
         )
-        self._committer.commit(session_id, functools.partial(update, eta=eta), check=update)
+        self._writes.write(session_id, functools.partial(update, eta=eta), check=update)
 
     # -- sub-operations --------------------------------------------------------
 
     def add_sub_operations(self, session_id: str, sub_operations: Iterable[SubOperation]) -> None:
         if not self.enabled:
             return
-        self._committer.commit(
+        self._writes.write(
             session_id,
             functools.partial(
                 self.engine.add_sub_operations,
@@ -266,7 +299,7 @@ class ProgressTracker:
     def _change_sub(self, session_id: str, update: SubOperationUpdate) -> None:
         if not self.enabled:
             return
-        self._committer.commit(
+        self._writes.write(
             session_id,
             functools.partial(
                 self.engine.change_sub_operation, update=update, now=self.clock.now()
@@ -301,30 +334,51 @@ class ProgressTracker:
     def _transition(self, session_id: str, method: Any, **arguments: Any) -> None:
         if not self.enabled:
             return
-        self._committer.commit(
-            session_id, functools.partial(method, now=self.clock.now(), **arguments)
-        )
+        self._writes.write(session_id, functools.partial(method, now=self.clock.now(), **arguments))
 
-    def apply_mutation(self, session_id: str, mutation: Mutation) -> ProgressSession | None:
+    def apply_mutation(
+        self, session_id: str, mutation: Mutation, *, deferred: bool = False
+    ) -> ProgressSession | None:
         """Run an engine function on the committed session, atomically.
 
         What is pending for the session is written first; the mutation's
-        events are published. None while a store outage buffers the write.
+        events are published. Returns the session it leaves; None while a
+        store outage buffers the write.
+
+        With a writer thread, the write of a session this process knows is
+        checked against the session as this process sees it, queued behind
+        what is queued for it, and the session as it will leave it is
+        returned; one that this view refuses is written at once instead (the
+        store decides: a refusal raises here). ``deferred``: queued even if
+        this process does not know the session, or its view refuses it (the
+        store decides; a refusal is told to the refusal listeners), and None
+        returned where it is not known. Without a writer it is written before
+        the call returns.
         """
         if not self.enabled:
             return None
-        return self._committer.commit(session_id, mutation)
+        session = self._writes.write(session_id, mutation, unchecked=deferred)
+        return detached(session) if session is not None else None
+
+    def add_refusal_listener(
+        self, listener: Callable[[str, ProgressError], None]
+    ) -> Callable[[], None]:
+        """Call ``listener(session_id, error)`` when the store refuses a write this
+        tracker queued (a creation or transition the caller did not wait for, an
+        update written behind, a write replayed after an outage): the session
+        was cancelled or created elsewhere meanwhile, capacity was reached.
+
+        Called from the thread that wrote (the writer's, mostly), holding none of
+        the tracker's locks: it may call the tracker. Returns what removes it.
+        """
+        return self._refusals.add_listener(listener)
 
     # -- writing out -------------------------------------------------------------
 
     def flush(self) -> None:
-        """Write out every queued and coalesced update now, and what an outage held
+        """Write out every queued and coalesced write now, and what an outage held
         back if it can."""
-        if self._queue is not None:
-            self._queue.write_all()
-        self._committer.flush_pending()
-        if self._outage.pending_sessions():
-            self._outage.drain()
+        self._writes.flush()
 
     def health(self) -> dict[str, Any]:
         """The store's health and the outage buffer's state.
@@ -410,15 +464,17 @@ class ProgressTracker:
         return self._housekeeper.cleanup_expired()
 
     def close(self) -> None:
-        """Flush pending updates, stop background work, close what the tracker opened."""
+        """Write what was accepted, stop background work, close what the tracker opened.
+
+        Waits ``write_path.CLOSE_WAIT_S`` at most for the writes: what cannot be
+        written by then (the store is down or hangs) is logged as lost. Called
+        at interpreter exit for every tracker still open.
+        """
         if self._closed:
             return
         self._closed = True
         self._flusher.stop()
-        if self._queue is not None:
-            self._queue.writer.stop()
-        self.flush()
-        self._outage.close()
+        self._writes.close()
         self._unsubscribe_bus()
         self._hub.close()
         if self._owns_bus:

@@ -18,8 +18,8 @@ from ..core.engine import Change, Engine, EtaHook
 from ..core.errors import ProgressError
 from ..core.eta import EtaEstimator
 from ..core.models import ProgressSession
-from ..store.base import Mutation
-from .held_updates import Pending
+from ..store.base import Creation, Mutation, Write
+from .held_updates import Pending, Queued, Transition
 
 __all__ = ["UpdateCalls"]
 
@@ -46,6 +46,26 @@ class UpdateCalls:
     def mutation(self, session_id: str, item: Pending) -> Mutation:
         """The engine call that writes a pending or queued update."""
         return functools.partial(self.update_of(item), eta=self.eta_hook(session_id, item.at_s))
+
+    def write(self, session_id: str, item: Queued) -> Write:
+        """What the store is given for a queued write (a held update becomes its call)."""
+        if isinstance(item, Pending):
+            return self.mutation(session_id, item)
+        return item.write if isinstance(item, Transition) else item
+
+    def applied(self, session: ProgressSession | None, item: Queued) -> ProgressSession | None:
+        """``session`` (None: not in the store) as a queued write would leave it, without
+        side effects: unchanged where the write would be refused."""
+        if isinstance(item, Creation):
+            return item.change.session if session is None else session
+        if session is None:
+            return None
+        try:
+            if isinstance(item, Pending):
+                return self.update_of(item)(session).session
+            return item.check(session).session
+        except ProgressError:
+            return session
 
     def apply_pending(self, session: ProgressSession, pending: Pending) -> ProgressSession | None:
         """The session with a pending update applied; None if the update no longer applies."""

@@ -24,7 +24,7 @@ from celery_progress_mcp import (
 )
 from celery_progress_mcp.core.engine import Engine
 from celery_progress_mcp.core.errors import StoreUnavailable
-from celery_progress_mcp.store.base import Mutation
+from celery_progress_mcp.store.base import Creation, Mutation, Write
 from celery_progress_mcp.store.sql import SqlStore, normalize_url
 from celery_progress_mcp.store.sql.executor import Executor
 from celery_progress_mcp.store.sql.failures import Failure, classify
@@ -396,3 +396,78 @@ def test_a_tracker_opens_the_store_its_config_names(sql_store_url: str) -> None:
         assert tracker.health()["status"] == "ok"
     finally:
         tracker.close()
+
+
+def test_a_batch_creating_sessions_whose_commit_was_in_doubt_is_never_applied_twice(
+    sql_store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = SqlStore(sql_store_url)
+    commit_then_lose_the_answer = _committing_then_losing_the_answer(sql_store_url)
+
+    try:
+        create(store, "old")
+        creation = Creation(ENGINE.create(session_id="new", operation_id="op", now=NOW))
+        skipped = Creation(ENGINE.create(session_id="old", operation_id="op", now=NOW), True)
+        runs: list[tuple[str, list[Write]]] = [
+            ("new", [creation, update(10), update(20)]),
+            ("old", [skipped, update(5)]),
+        ]
+        first_seq = store.last_seq()
+        monkeypatch.setattr(Executor, "commit", commit_then_lose_the_answer)
+        with pytest.raises(CommitInDoubt):
+            store.apply_many(runs, history_limit=HISTORY, max_active=10)
+        monkeypatch.undo()
+        # Replayed one write at a time, as the outage buffer replays a batch.
+        replayed = [
+            store.apply_many([(session_id, [write])], history_limit=HISTORY, max_active=10)[0]
+            for session_id, run in runs
+            for write in run
+        ]
+        assert [(r.applied, r.error) for r in replayed] == [(1, None)] * 5
+        assert store.stats().total_created == 2
+        new = store.get("new")
+        assert new is not None
+        assert new.percentage == 20
+        assert [s.state.status for s in new.history] == [
+            "initializing",
+            "in_progress",
+            "in_progress",
+        ]
+        logged = store.events_since(first_seq)
+        assert [(e.session_id, e.event_type.value) for e in logged].count(
+            ("new", "SessionCreated")
+        ) == 1
+        assert [e.data["percentage"] for e in logged if e.event_type == "ProgressUpdated"] == [
+            10,
+            20,
+            5,
+        ]
+        # Each write's events reported once, by the replay of the last write of its run.
+        assert sorted(e.seq for r in replayed for e in r.events) == [e.seq for e in logged]
+    finally:
+        monkeypatch.undo()
+        store.close()
+
+
+def test_a_creation_whose_commit_was_in_doubt_and_did_not_happen_is_written_on_replay(
+    sql_store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = SqlStore(sql_store_url)
+
+    def lose_the_connection_instead(executor: Executor) -> None:
+        executor.committing = True
+        raise _lost_answer(sql_store_url)
+
+    try:
+        creation = Creation(ENGINE.create(session_id="new", operation_id="op", now=NOW))
+        monkeypatch.setattr(Executor, "commit", lose_the_connection_instead)
+        with pytest.raises(CommitInDoubt):
+            store.apply_many([("new", [creation])], history_limit=HISTORY, max_active=10)
+        monkeypatch.undo()
+        assert store.get("new") is None
+        result = store.apply_many([("new", [creation])], history_limit=HISTORY, max_active=10)
+        assert [e.event_type.value for e in result[0].events] == ["SessionCreated"]
+        assert store.stats().total_created == 1
+    finally:
+        monkeypatch.undo()
+        store.close()

@@ -27,7 +27,7 @@ from celery_progress_mcp import (
     SubOperationUpdate,
 )
 from celery_progress_mcp.core.engine import Change, Engine
-from celery_progress_mcp.store.base import Mutation, Store
+from celery_progress_mcp.store.base import Creation, Mutation, Store, Write
 
 NOW = datetime(2025, 6, 18, tzinfo=UTC)
 ENGINE = Engine(ProgressConfig(granularity_level="Verbose"))
@@ -397,3 +397,176 @@ def test_apply_many_applies_each_run_in_order_and_stops_a_run_at_a_refusal(
         if e.session_id == "b" and e.event_type == "ProgressUpdated"
     ] == [10, 20]
     assert store.stats().sessions_by_state["completed"] == 1
+
+
+# -- creations in a batch ---------------------------------------------------------------
+
+
+def creation(
+    session_id: str, *, at: datetime = NOW, if_absent: bool = False, operation_id: str = "op"
+) -> Creation:
+    change = ENGINE.create(
+        session_id=session_id, operation_id=operation_id, now=at, metadata={"k": "v"}
+    )
+    return Creation(change, if_absent=if_absent)
+
+
+def test_a_creation_in_a_batch_is_what_create_writes(make_store: MakeStore) -> None:
+    store = make_store()
+    create(store, "by-create")
+    first_seq = store.last_seq()
+    results = store.apply_many(
+        [("by-batch", [creation("by-batch")])], history_limit=HISTORY, max_active=10
+    )
+    assert (results[0].applied, results[0].error, results[0].active_sessions) == (1, None, 2)
+    one, other = store.get("by-create"), store.get("by-batch")
+    assert one is not None
+    assert other is not None
+    assert other == one.replace(id="by-batch")
+    assert results[0].session == store.get("by-batch", with_history=False)
+    logged = store.events_since(first_seq)
+    assert [(e.session_id, e.event_type.value) for e in logged] == [("by-batch", "SessionCreated")]
+    assert results[0].events == logged
+    stats = store.stats()
+    assert (stats.total_created, stats.sessions_by_state) == (2, {"initializing": 2})
+
+
+def test_a_batch_mixes_creations_updates_and_transitions_of_many_sessions(
+    make_store: MakeStore,
+) -> None:
+    """Each run in order on the session as the write before left it; every
+    event numbered in order; what the batch leaves is what one write after
+    the other leaves."""
+    store = make_store()
+    create(store, "old-1")
+    create(store, "old-2")
+    store.apply("old-2", update(40), history_limit=HISTORY)
+    subs = (SubOperation(id="a", name="A"),)
+    first_seq = store.last_seq()
+    runs: list[tuple[str, list[Write]]] = [
+        ("new-b", [creation("new-b"), update(10), update(20), complete()]),
+        ("old-2", [update(50), complete()]),
+        ("new-a", [creation("new-a"), update(5)]),
+        ("old-1", [update(1), functools.partial(ENGINE.pause, reason="p", now=NOW)]),
+        (
+            "new-c",
+            [
+                creation("new-c"),
+                functools.partial(ENGINE.add_sub_operations, sub_operations=subs, now=NOW),
+                update(
+                    30,
+                    sub_operation_updates=(
+                        SubOperationUpdate(id="a", state=SubOperationState.ACTIVE),
+                    ),
+                ),
+            ],
+        ),
+    ]
+    results = store.apply_many(runs, history_limit=HISTORY, max_active=10)
+    by_id = {result.session_id: result for result in results}
+    assert {sid: (r.applied, r.error) for sid, r in by_id.items()} == {
+        sid: (len(run), None) for sid, run in runs
+    }
+    assert store.get("new-b").status == "completed"  # type: ignore[union-attr]
+    assert [s.state.status for s in store.get("new-b").history] == [  # type: ignore[union-attr]
+        "initializing",
+        "in_progress",
+        "in_progress",
+        "completed",
+    ]
+    assert store.get("new-a").percentage == 5  # type: ignore[union-attr]
+    new_c = store.get("new-c")
+    assert new_c is not None
+    assert new_c.percentage == 30
+    assert [(s.id, s.state) for s in new_c.sub_operations] == [("a", SubOperationState.ACTIVE)]
+    assert store.get("old-1").status == "paused"  # type: ignore[union-attr]
+    assert store.get("old-2").status == "completed"  # type: ignore[union-attr]
+    for result in results:
+        assert result.session == store.get(result.session_id, with_history=False)
+    logged = store.events_since(first_seq)
+    assert [e.seq for e in logged] == list(range(first_seq + 1, store.last_seq() + 1))
+    assert sorted(e.seq for r in results for e in r.events) == [e.seq for e in logged]
+    new_b = [e for e in logged if e.session_id == "new-b"]
+    assert (new_b[0].event_type.value, new_b[-1].event_type.value) == (
+        "SessionCreated",
+        "SessionCompleted",
+    )
+    assert [e.data["percentage"] for e in new_b if e.event_type == "ProgressUpdated"] == [10, 20]
+    stats = store.stats()
+    assert stats.total_created == 5
+    assert stats.sessions_by_state == {"completed": 2, "paused": 1, "in_progress": 2}
+    assert stats.total_completed == 2
+
+
+def test_a_creation_of_an_existing_session_is_refused_or_skipped_if_absent(
+    make_store: MakeStore,
+) -> None:
+    store = make_store()
+    create(store, "s1")
+    store.apply("s1", update(40), history_limit=HISTORY)
+    first_seq = store.last_seq()
+    results = store.apply_many(
+        [
+            ("s1", [creation("s1", if_absent=True), update(50)]),
+            ("s2", [creation("s2"), creation("s2", if_absent=True), update(7)]),
+        ],
+        history_limit=HISTORY,
+        max_active=10,
+    )
+    by_id = {result.session_id: result for result in results}
+    # Skipped: no event, counted as applied, the run goes on with the session as it is.
+    assert (by_id["s1"].applied, by_id["s1"].error) == (2, None)
+    assert store.get("s1").percentage == 50  # type: ignore[union-attr]
+    assert store.get("s1").created_at == NOW  # type: ignore[union-attr]
+    assert (by_id["s2"].applied, by_id["s2"].error) == (3, None)
+    assert store.get("s2").percentage == 7  # type: ignore[union-attr]
+    assert [
+        (e.session_id, e.event_type.value)
+        for e in store.events_since(first_seq)
+        if e.event_type != "StateChanged"
+    ] == [("s1", "ProgressUpdated"), ("s2", "SessionCreated"), ("s2", "ProgressUpdated")]
+    before = (store.get("s1"), store.stats(), store.last_seq())
+    refused = store.apply_many(
+        [("s1", [creation("s1"), update(90)])], history_limit=HISTORY, max_active=10
+    )
+    assert refused[0].applied == 0
+    assert isinstance(refused[0].error, InvalidProgress)
+    assert "already exists" in str(refused[0].error)
+    assert (store.get("s1"), store.stats(), store.last_seq()) == before
+    assert store.stats().total_created == 2
+
+
+def test_capacity_is_checked_for_each_creation_as_it_is_written(make_store: MakeStore) -> None:
+    store = make_store()
+    create(store, "a")
+    create(store, "b")
+    results = store.apply_many(
+        [
+            ("a", [complete()]),  # frees a place before the creations (id order)
+            ("c", [creation("c"), update(1)]),
+            ("d", [creation("d"), update(2)]),
+        ],
+        history_limit=HISTORY,
+        max_active=2,
+    )
+    by_id = {result.session_id: result for result in results}
+    assert (by_id["a"].applied, by_id["c"].applied, by_id["c"].error) == (1, 2, None)
+    assert by_id["c"].active_sessions == 2
+    assert (by_id["d"].applied, by_id["d"].active_sessions) == (0, 2)
+    assert isinstance(by_id["d"].error, CapacityExceeded)
+    assert "max_concurrent_sessions" in str(by_id["d"].error)
+    assert store.get("d") is None
+    assert store.stats().total_created == 3
+    # An existing session skipped by an if_absent creation takes no place.
+    skipped = store.apply_many(
+        [("c", [creation("c", if_absent=True), update(3)])], history_limit=HISTORY, max_active=2
+    )
+    assert (skipped[0].applied, skipped[0].error) == (2, None)
+
+
+def test_a_creation_only_creates_the_session_of_its_run(make_store: MakeStore) -> None:
+    store = make_store()
+    results = store.apply_many([("s1", [creation("other")])], history_limit=HISTORY)
+    assert isinstance(results[0].error, InvalidProgress)
+    assert store.get("other") is None
+    assert store.get("s1") is None

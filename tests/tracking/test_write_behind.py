@@ -24,7 +24,7 @@ from celery_progress_mcp import (
     SubOperationNotFound,
     SubOperationUpdate,
 )
-from celery_progress_mcp.store.base import Applied, Mutation
+from celery_progress_mcp.store.base import Applied, Write
 from celery_progress_mcp.store.sql import SqlStore
 from celery_progress_mcp.tracking import write_behind
 
@@ -37,10 +37,14 @@ class CountingStore(SqlStore):
         self.batches: list[int] = []
 
     def apply_many(
-        self, writes: Sequence[tuple[str, Sequence[Mutation]]], *, history_limit: int
+        self,
+        writes: Sequence[tuple[str, Sequence[Write]]],
+        *,
+        history_limit: int,
+        max_active: int | None = None,
     ) -> list[Applied]:
         self.batches.append(sum(len(mutations) for _, mutations in writes))
-        return super().apply_many(writes, history_limit=history_limit)
+        return super().apply_many(writes, history_limit=history_limit, max_active=max_active)
 
 
 @pytest.fixture
@@ -67,9 +71,20 @@ def logged(store: SqlStore, session_id: str) -> list[ProgressEvent]:
 
 
 def started(tracker: ProgressTracker) -> str:
+    """A session created and started, both written (they are queued too): the
+    batches counted from here on are the test's own."""
     session_id = tracker.create_session("op")
     tracker.update_progress(session_id, InProgress(percentage=0.0))
+    written(tracker)
     return session_id
+
+
+def written(tracker: ProgressTracker) -> None:
+    """Everything queued written, and the batch count started afresh."""
+    tracker.flush()
+    store = tracker.store
+    assert isinstance(store, CountingStore)
+    store.batches.clear()
 
 
 def test_every_queued_update_is_committed_in_order_with_its_own_snapshot_and_event(
@@ -126,6 +141,7 @@ def test_a_transition_writes_the_queued_updates_first(
         for i in range(1, 11):
             tracker.update_progress(session_id, InProgress(percentage=i * 10.0))
         tracker.complete_session(session_id, "done")
+    tracker.flush()  # the completion is queued behind them
     events = logged(store, session_id)
     updates = [e.data["percentage"] for e in events if e.event_type == "ProgressUpdated"]
     assert updates[-10:] == [i * 10.0 for i in range(1, 11)]
@@ -139,6 +155,7 @@ def test_a_bad_update_raises_in_the_caller_and_nothing_is_queued(
 ) -> None:
     session_id = started(tracker)
     tracker.add_sub_operations(session_id, [SubOperation(id="a", name="A")])
+    written(tracker)  # queued too
     with pytest.raises(InvalidProgress, match="metadata"):
         tracker.update_progress(session_id, InProgress(percentage=5.0), metadata={"x": object()})
     with pytest.raises(SubOperationNotFound, match="nope"):

@@ -7,7 +7,9 @@ latency, not its work, bounds the rate. Held back to the end of the
 transaction instead:
 
 * each session row is written once, with its last values (the rows are
-  locked; nobody sees the values in between);
+  locked; nobody sees the values in between); the sessions the batch
+  creates are inserted in one ``executemany``, with their last values, and
+  counted with one statement per status;
 * snapshots go in one ``executemany``, and a snapshot that a later update
   of the same batch thins out of the history is never sent; deletions of
   snapshots written by earlier transactions run first, in order;
@@ -19,6 +21,7 @@ What the store ends with is what writing each update in turn would leave.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -105,8 +108,16 @@ class Writes:
         self._returning = returning
         self._pipelined = pipelined
 
-    def write_row(self, session_id: str, params: dict[str, Any]) -> None:
-        self._ex.run(q.UPDATE_SESSION, params)
+    def write_row(self, session_id: str, values: dict[str, Any]) -> None:
+        """Rewrite the session's row with ``values`` (``codec.session_values`` and the
+        row's own columns)."""
+        self._ex.run(q.UPDATE_SESSION, q.session_update_params(values))
+
+    def insert_row(self, session_id: str, values: dict[str, Any]) -> None:
+        self._ex.run(q.INSERT_SESSION, values)
+
+    def count_created(self, status: str) -> None:
+        self._ex.run(q.count_created(status), {"v_count": 1})
 
     def add_snapshot(self, session_id: str, index: int, row: dict[str, Any]) -> None:
         self._ex.run(q.INSERT_SNAPSHOT, row)
@@ -133,8 +144,12 @@ class Deferred(Writes):
 
     def __init__(self, ex: Executor, *, returning: bool, pipelined: bool) -> None:
         super().__init__(ex, returning=returning, pipelined=pipelined)
-        #: Session id -> the parameters of its row's last ``UPDATE_SESSION``.
+        #: Session id -> its row's last values, for one ``UPDATE_SESSION``.
         self._rows: dict[str, dict[str, Any]] = {}
+        #: Session id -> the row of a session this batch creates, with its last values.
+        self._inserts: dict[str, dict[str, Any]] = {}
+        #: Sessions created, by their status as created.
+        self._created: Counter[str] = Counter()
         #: (session id, index) -> the snapshot row, in the order written.
         self._snapshots: dict[tuple[str, int], dict[str, Any]] = {}
         #: Deletions of snapshots that earlier transactions wrote, in order.
@@ -142,8 +157,17 @@ class Deferred(Writes):
         self._groups: list[tuple[ProgressSession, Sequence[EventDraft]]] = []
         self._numbered: Callable[[], list[list[ProgressEvent]]] | None = None
 
-    def write_row(self, session_id: str, params: dict[str, Any]) -> None:
-        self._rows[session_id] = params
+    def write_row(self, session_id: str, values: dict[str, Any]) -> None:
+        if session_id in self._inserts:
+            self._inserts[session_id] = values  # created in this batch: inserted as it ends
+        else:
+            self._rows[session_id] = values
+
+    def insert_row(self, session_id: str, values: dict[str, Any]) -> None:
+        self._inserts[session_id] = values
+
+    def count_created(self, status: str) -> None:
+        self._created[status] += 1
 
     def add_snapshot(self, session_id: str, index: int, row: dict[str, Any]) -> None:
         self._snapshots[(session_id, index)] = row
@@ -177,7 +201,10 @@ class Deferred(Writes):
         ex = self._ex
         for statement, params in self._deletions:
             ex.run(statement, params)
+        ex.run_many(q.INSERT_SESSION, list(self._inserts.values()))
+        for status, count in self._created.items():
+            ex.run(q.count_created(status), {"v_count": count})
         ex.run_many(q.INSERT_SNAPSHOT, list(self._snapshots.values()))
-        for params in self._rows.values():
-            ex.run(q.UPDATE_SESSION, params)
+        for values in self._rows.values():
+            ex.run(q.UPDATE_SESSION, q.session_update_params(values))
         self._numbered = self._number(self._groups)

@@ -27,7 +27,14 @@ from .batch import Writes
 from .executor import Executor
 from .session_cache import CachedSession
 
-__all__ = ["Written", "new_revision", "state_json", "write_change", "write_sub_operations"]
+__all__ = [
+    "Written",
+    "new_revision",
+    "state_json",
+    "write_change",
+    "write_creation",
+    "write_sub_operations",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +74,7 @@ def write_change(
         values = codec.session_values(new)
         values["snapshot_count"] = snapshot_count + (change.snapshot is not None)
         values["revision"] = revision = new_revision()
-        writes.write_row(current.id, q.session_update_params(values))
+        writes.write_row(current.id, values)
     if change.snapshot is not None:
         _record_snapshot(
             writes,
@@ -91,6 +98,30 @@ def write_change(
         writes.log_events(new, change.events),
         revised=values is not None,
         progress_only=_progress_only(current, new),
+        events=len(change.events),
+    )
+
+
+def write_creation(ex: Executor, change: Change, writes: Writes) -> Written:
+    """Insert the new session of ``change`` (its row, sub-operations, snapshot,
+    events and its count) through ``writes``; no commit. The caller has made sure
+    that the session does not exist and that there is room for it."""
+    session = change.session
+    codec.check_ids(session)
+    values = codec.session_values(session)
+    values["snapshot_count"] = snapshot_count = 1 if change.snapshot is not None else 0
+    values["revision"] = revision = new_revision()
+    writes.insert_row(session.id, values)
+    writes.count_created(session.state.status)
+    write_sub_operations(ex, session.id, {}, session.sub_operations)
+    if change.snapshot is not None:
+        row = codec.snapshot_values(session.id, change.snapshot, 0, state_json(change, values))
+        writes.add_snapshot(session.id, 0, row)
+    return Written(
+        CachedSession(session, revision, snapshot_count),
+        writes.log_events(session, change.events),
+        revised=True,
+        progress_only=False,
         events=len(change.events),
     )
 

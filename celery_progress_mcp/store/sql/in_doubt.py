@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ...core.models import ProgressEvent, ProgressSession
+from ..base import Creation
 from . import codec
 from . import statements as q
 from .change import Written
@@ -26,7 +27,8 @@ __all__ = ["InDoubt", "confirm_creation", "latest_events"]
 class InDoubt:
     """Writes whose commit may have happened: replayed, each is recognised by being
     one of ``calls`` (the same Mutation or Change objects) while the row still holds
-    ``revision`` (the token the last of them wrote)."""
+    ``revision`` (the token the last of them wrote). A creation is recognised too
+    when its session exists whatever its revision: it is never inserted twice."""
 
     calls: tuple[object, ...]
     revision: int
@@ -36,18 +38,29 @@ class InDoubt:
     events: int
 
     def made(self, call: object) -> bool:
+        call = _identity(call)
         return any(made is call for made in self.calls)
+
+    def last(self, call: object) -> bool:
+        """Whether ``call`` is the last of the calls: its replay reports their events."""
+        return self.calls[-1] is _identity(call)
 
     @classmethod
     def of(cls, calls: Sequence[object], written: Sequence[Written]) -> InDoubt:
         last = written[-1].cached
         return cls(
-            tuple(calls),
+            tuple(_identity(call) for call in calls),
             last.revision,
             last.session,
             last.snapshot_count,
             sum(w.events for w in written),
         )
+
+
+def _identity(call: object) -> object:
+    """What a replay is recognised by: a mutation itself, a creation by its change
+    (which ``Store.create`` and a ``Creation`` of ``apply_many`` both carry)."""
+    return call.change if isinstance(call, Creation) else call
 
 
 def confirm_creation(ex: Executor, doubt: InDoubt) -> list[ProgressEvent] | None:

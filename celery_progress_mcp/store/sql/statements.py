@@ -248,12 +248,13 @@ _ENDED_TOTAL = {
 
 @functools.cache
 def count_created(status: str) -> Update:
-    """One more session created, now in ``status``."""
+    """``v_count`` more sessions created, now in ``status``."""
     now = counters.c[live_column(status)]
+    count = bindparam("v_count", type_=BigInteger)
     return (
         update(counters)
         .where(counters.c.id == COUNTERS_ROW_ID)
-        .values({counters.c.created: counters.c.created + 1, now: now + 1})
+        .values({counters.c.created: counters.c.created + count, now: now + count})
     )
 
 

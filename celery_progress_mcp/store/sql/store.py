@@ -30,7 +30,7 @@ from sqlalchemy.pool import StaticPool
 from ...core.engine import Change
 from ...core.errors import StoreUnavailable
 from ...core.models import ProgressEvent, ProgressSession, ProgressStats
-from ..base import Applied, ExpiredEvent, Mutation, SessionQuery, Store
+from ..base import Applied, ExpiredEvent, Mutation, SessionQuery, Store, Write
 from .checkpoint import WalCheckpointer
 from .connect import engine_from_url, prepare_engine
 from .failures import Failure, classify
@@ -138,11 +138,15 @@ class SqlStore(Store):
         return self._writer.apply(session_id, mutation, history_limit=history_limit)
 
     def apply_many(
-        self, writes: Sequence[tuple[str, Sequence[Mutation]]], *, history_limit: int
+        self,
+        writes: Sequence[tuple[str, Sequence[Write]]],
+        *,
+        history_limit: int,
+        max_active: int | None = None,
     ) -> list[Applied]:
         """Every run in one transaction: rows locked together, writes sent together."""
         self._ready()
-        return self._writer.apply_many(writes, history_limit=history_limit)
+        return self._writer.apply_many(writes, history_limit=history_limit, max_active=max_active)
 
     # -- reading -------------------------------------------------------------
 

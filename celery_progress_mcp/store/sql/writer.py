@@ -5,15 +5,17 @@
   engine function and write what changed (:mod:`.change`), the events last.
   A mutation that raises rolls everything back.
 * ``apply_many`` (group commit) does the same for many sessions' runs of
-  updates in one transaction: their rows locked in id order, each mutation
-  run in turn on the session as the one before left it, every write held
-  back and sent together (:class:`~.batch.Deferred`, one pipeline on
-  PostgreSQL) with the commit.
+  writes in one transaction: their rows locked in id order, each write
+  (a mutation, or a creation) run in turn on the session as the one before
+  left it (:mod:`.runs`), every write held back and sent together
+  (:class:`~.batch.Deferred`, one pipeline on PostgreSQL) with the commit.
 * Event sequence numbers come from one counter row, incremented as the last
   step before the commit: its row lock is held until the commit, so numbers
   are handed out in commit order and a reader never sees N+1 before N.
-* ``create`` increments the counters row first; that row lock serialises
-  creations everywhere, so the capacity check cannot race.
+* ``create`` locks the counters row first, and a batch that creates
+  sessions locks it after its session rows: that row lock serialises
+  creations everywhere, so neither the capacity check nor the check for an
+  existing id can race.
 
 A commit whose answer was lost is remembered (:mod:`.in_doubt`) so that its
 replay is recognised and never applied twice.
@@ -27,17 +29,17 @@ from collections.abc import Sequence
 from sqlalchemy import exc as sa_exc
 
 from ...core.engine import Change
-from ...core.errors import CapacityExceeded, InvalidProgress, ProgressError, SessionNotFound
+from ...core.errors import SessionNotFound
 from ...core.models import ProgressEvent, ProgressSession
-from ...core.states import ACTIVE_STATUSES, TERMINAL_STATUSES
-from ..base import Applied, Mutation
+from ...core.states import TERMINAL_STATUSES
+from ..base import Applied, Creation, Mutation, Write
 from . import codec
 from . import statements as q
 from .batch import Deferred, Writes
-from .change import Written, new_revision, state_json, write_change, write_sub_operations
+from .change import write_change, write_creation
 from .executor import Executor
 from .in_doubt import InDoubt, confirm_creation, latest_events
-from .schema import live_column
+from .runs import BatchRuns, Live, RunOutcome, already_exists
 from .session_cache import CachedSession, SessionCache
 from .transactions import CommitInDoubt, Transactor
 
@@ -68,8 +70,10 @@ class SessionWriter:
         if doubt is not None and doubt.made(change):
             happened = self._tx.read_fast(lambda ex: confirm_creation(ex, doubt))
             if happened is not None:
-                self._in_doubt.pop(session.id, None)
-                return happened
+                if doubt.last(change):
+                    self._in_doubt.pop(session.id, None)
+                    return happened
+                return []  # the batch's later writes report its events
 
         attempted: list[InDoubt] = []
 
@@ -79,42 +83,21 @@ class SessionWriter:
                 # First, so the row lock orders every creation (capacity, duplicate ids).
                 locked = ex.submit(q.LOCK_COUNTERS)
                 exists = ex.submit(q.SESSION_EXISTS, {"b_id": session.id})
-                totals = locked.one()
+                live = Live.of(locked)
                 duplicate = exists.one() is not None
-            assert totals is not None
-            active = sum(int(totals[live_column(status)]) for status in ACTIVE_STATUSES)
             if duplicate:
-                raise InvalidProgress(f"a session with id {session.id!r} already exists")
-            if active >= max_active:
-                raise CapacityExceeded(
-                    f"{active} sessions are active, the limit (max_concurrent_sessions) "
-                    f"is {max_active}"
-                )
+                raise already_exists(session.id)
+            live.check(max_active)
             with ex.pipeline():
-                ex.run(q.count_created(session.state.status))
-                values = codec.session_values(session)
-                values["snapshot_count"] = 1 if change.snapshot is not None else 0
-                values["revision"] = revision = new_revision()
-                attempted.append(
-                    InDoubt(
-                        (change,), revision, session, values["snapshot_count"], len(change.events)
-                    )
-                )
-                ex.run(q.INSERT_SESSION, values)
-                write_sub_operations(ex, session.id, {}, session.sub_operations)
-                if change.snapshot is not None:
-                    snapshot = codec.snapshot_values(
-                        session.id, change.snapshot, 0, state_json(change, values)
-                    )
-                    ex.run(q.INSERT_SNAPSHOT, snapshot)
-                logged = self._writes(ex).log_events(session, change.events)
+                written = write_creation(ex, change, self._writes(ex))
+                attempted.append(InDoubt.of([change], [written]))
                 ex.commit()
-            return logged(), CachedSession(session, revision, values["snapshot_count"])
+            return written.logged(), written.cached
 
         try:
             events, cached = self._tx.write(work)
         except sa_exc.IntegrityError as exc:
-            raise InvalidProgress(f"a session with id {session.id!r} already exists") from exc
+            raise already_exists(session.id) from exc
         except CommitInDoubt:
             if attempted:
                 self._in_doubt[session.id] = attempted[0]
@@ -165,45 +148,53 @@ class SessionWriter:
         return new, events
 
     def apply_many(
-        self, writes: Sequence[tuple[str, Sequence[Mutation]]], *, history_limit: int
+        self,
+        writes: Sequence[tuple[str, Sequence[Write]]],
+        *,
+        history_limit: int,
+        max_active: int | None,
     ) -> list[Applied]:
         """Every run in one transaction: rows locked together, writes sent together.
 
         Sessions are locked in id order, the order every batch takes, so two
-        processes' batches never deadlock.
+        processes' batches never deadlock. A batch that creates sessions then
+        locks the counters row (as ``create`` does, so creations everywhere are
+        ordered and capacity is checked against the count they leave), and
+        looks again for the sessions to create that another process created
+        meanwhile.
         """
-        runs = sorted(((sid, list(ms)) for sid, ms in writes if ms), key=lambda run: run[0])
+        runs = sorted(((sid, list(ws)) for sid, ws in writes if ws), key=lambda run: run[0])
+        creating = [sid for sid, run in runs if any(isinstance(w, Creation) for w in run)]
         attempted: dict[str, InDoubt] = {}
 
-        def work(ex: Executor) -> list[tuple[Applied, list[Written]]]:
+        def work(ex: Executor) -> list[RunOutcome]:
             attempted.clear()
             loaded = self._load_many(ex, [session_id for session_id, _ in runs])
+            live = None
+            if creating:
+                live = Live.of(ex.submit(q.LOCK_COUNTERS))
+                late = [session_id for session_id in creating if session_id not in loaded]
+                if late and not self._tx.sqlite:  # SQLite: no other writer since BEGIN
+                    loaded.update(self._load_many(ex, late))
+            batch = BatchRuns(
+                ex,
+                Deferred(ex, returning=self._returning, pipelined=self._tx.pipelines),
+                live,
+                history_limit,
+                max_active,
+            )
             outcomes = []
             relaxed = self._relaxed_commit
-            deferred = Deferred(ex, returning=self._returning, pipelined=self._tx.pipelines)
             with ex.pipeline():
-                for session_id, mutations in runs:
-                    outcome = Applied(session_id)
-                    done: list[Written] = []
-                    current = loaded.get(session_id)
-                    if current is None:
-                        outcome.error = SessionNotFound(session_id)
-                        mutations = []
-                    for mutation in mutations:
-                        assert current is not None
-                        try:
-                            written = write_change(ex, current, mutation, history_limit, deferred)
-                        except ProgressError as exc:
-                            outcome.error = exc
-                            break
-                        done.append(written)
-                        current = written.cached
-                        relaxed = relaxed and written.progress_only
-                    outcome.applied = len(done)
-                    if any(written.revised for written in done):
-                        attempted[session_id] = InDoubt.of(mutations[: len(done)], done)
-                    outcomes.append((outcome, done))
-                deferred.send()
+                for session_id, run in runs:
+                    outcome = batch.write_run(
+                        session_id, run, loaded.get(session_id), self._in_doubt.get(session_id)
+                    )
+                    relaxed = relaxed and outcome.progress_only
+                    if outcome.doubt is not None:
+                        attempted[session_id] = outcome.doubt
+                    outcomes.append(outcome)
+                batch.writes.send()
                 if relaxed:
                     ex.command(q.RELAXED_COMMIT)
                 ex.commit()
@@ -215,14 +206,17 @@ class SessionWriter:
             self._in_doubt.update(attempted)
             raise
         results = []
-        for outcome, done in outcomes:
-            self._in_doubt.pop(outcome.session_id, None)
-            for written in done:
-                outcome.events.extend(written.logged())
-            if done:
-                outcome.session = done[-1].cached.session
-                self._remember(done[-1].cached)
-            results.append(outcome)
+        for outcome in outcomes:
+            result = outcome.result
+            if not outcome.keep_doubt:
+                self._in_doubt.pop(result.session_id, None)
+            result.events.extend(outcome.replayed)
+            for written in outcome.done:
+                result.events.extend(written.logged())
+            if outcome.done:
+                result.session = outcome.done[-1].cached.session
+                self._remember(outcome.done[-1].cached)
+            results.append(result)
         return results
 
     def after_fork(self) -> None:
