@@ -31,6 +31,7 @@ from .dispatch import Dispatcher
 from .errors import TaskCancelled
 from .lifecycle import TaskLifecycle
 from .liveness import Liveness
+from .outcomes import BackendOutcomes
 from .safe_sessions import SafeSessions
 from .settings import CelerySettings
 from .task import TrackedTasks, hooks_of
@@ -62,12 +63,13 @@ class Integration:
         self.connections: list[tuple[Any, Any]] = []
         #: The app's ``GroupResult`` class before ``install`` wrapped it.
         self.group_result_class: Any = None
-        self.tracker = CeleryProgressTracker.for_app(app, config, settings)
+        outcomes = BackendOutcomes(app)
+        self.tracker = CeleryProgressTracker.for_app(app, config, settings, outcomes)
         progress = self.tracker.tracker
         self.tasks = TrackedTasks(app, settings.member_weight)
         sessions = SafeSessions(progress)
         self.rollup = Rollup(sessions)
-        self.liveness = Liveness(sessions, self.rollup, config.heartbeat_timeout_seconds)
+        self.liveness = Liveness(sessions, self.rollup, config.heartbeat_timeout_seconds, outcomes)
         self.task_events = TaskProgressEvents(app, settings.task_events)
         writes = BackendWrites(app, config.update_interval_s)
         self.runtime = WorkerRuntime(

@@ -39,7 +39,13 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ERROR_MESSAGE_CHARS", "RESULT_SUMMARY_CHARS", "TaskLifecycle", "summarize"]
+__all__ = [
+    "ERROR_MESSAGE_CHARS",
+    "RESULT_SUMMARY_CHARS",
+    "TaskLifecycle",
+    "failure_of",
+    "summarize",
+]
 
 #: Longest result summary recorded on completion.
 RESULT_SUMMARY_CHARS = 200
@@ -56,6 +62,19 @@ _summary_repr.maxdict = 10
 def summarize(result: Any) -> str:
     """A short repr of a task's return value."""
     return _summary_repr.repr(result)[: RESULT_SUMMARY_CHARS + 3]
+
+
+def failure_of(exception: BaseException | None) -> tuple[str, str]:
+    """A failed task's error message and code: the exception's message and type.
+
+    A pool process that died under its task (Celery's ``WorkerLostError``)
+    is ``"WORKER_LOST"``, as the liveness sweep calls a dead worker.
+    """
+    code = type(exception).__name__ if exception is not None else "UNKNOWN"
+    if code == "WorkerLostError":
+        code = "WORKER_LOST"
+    message = str(exception) if exception is not None else ""
+    return (message or repr(exception) or code)[:ERROR_MESSAGE_CHARS], code
 
 
 class TaskLifecycle:
@@ -142,11 +161,7 @@ class TaskLifecycle:
 
     def on_failure(self, task: Task, task_id: str, exception: BaseException | None) -> None:
         running = self._runtime.finished(task_id)
-        code = type(exception).__name__ if exception is not None else "UNKNOWN"
-        if code == "WorkerLostError":
-            code = "WORKER_LOST"
-        message = str(exception) if exception is not None else ""
-        message = (message or repr(exception) or code)[:ERROR_MESSAGE_CHARS]
+        message, code = failure_of(exception)
         self._sessions.call(self._tracker.fail_session, task_id, message, code)
         member = self._member(task, task_id, running)
         self._tell_parent(

@@ -11,6 +11,7 @@ __all__ = [
     "ATTEMPT",
     "CALLBACK",
     "CUSTOM_STATE",
+    "ENDED_FROM",
     "ETA",
     "EXPIRED",
     "GROUP_INDEX",
@@ -65,6 +66,8 @@ RESULT = "celery_result"
 REVOKED = "celery_revoked"
 TERMINATED = "celery_terminated"
 EXPIRED = "celery_expired"
+#: Where a session's end came from when not from its task: ``"result_backend"``.
+ENDED_FROM = "celery_ended_from"
 #: A member's position in its group.
 GROUP_INDEX = "celery_group_index"
 #: ``"callback"`` for a chord's body.

@@ -10,7 +10,9 @@ It composes a :class:`~celery_progress_mcp.tracking.tracker.ProgressTracker`
 * ``session_for(result)``: the session a user means by an ``AsyncResult``, a
   ``GroupResult`` or a chord's result;
 * ``revoke`` and ``is_finished``;
-* queued task sessions are spared by the session timeout (:func:`may_time_out`).
+* queued task sessions are spared by the session timeout (:func:`may_time_out`),
+  and a task's session whose end the result backend knows ends so rather
+  than "TIMEOUT" (:class:`TaskTimeOuts`).
 
 The store and the bus are made from the app's settings: the store its URL
 names, and a bus on the app's broker (:func:`bus_for`). After a ``fork`` the
@@ -28,7 +30,9 @@ from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Self, Ty
 from ..bus.base import EventBus
 from ..bus.kombu import KombuBus
 from ..bus.local import LocalBus
+from ..core.clock import Clock
 from ..core.config import ProgressConfig
+from ..core.engine import Change, Engine
 from ..core.errors import ProgressError, SessionNotFound
 from ..core.models import ProgressSession
 from ..core.states import TERMINAL_STATUSES, SessionStatus
@@ -38,12 +42,20 @@ from ..tracking.store_factory import store_from_url
 from ..tracking.tracker import ProgressTracker
 from .canvas import chain_session_id
 from .metadata_keys import KIND, KIND_TASK, PARENT_KINDS
+from .outcomes import BackendOutcomes
 from .settings import CelerySettings
 
 if TYPE_CHECKING:
     from celery import Celery
 
-__all__ = ["CeleryProgressTracker", "bus_for", "exchange_for", "forwarded", "may_time_out"]
+__all__ = [
+    "CeleryProgressTracker",
+    "TaskTimeOuts",
+    "bus_for",
+    "exchange_for",
+    "forwarded",
+    "may_time_out",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -96,12 +108,22 @@ class CeleryProgressTracker:
 
     @classmethod
     def for_app(
-        cls, app: Celery, config: ProgressConfig, settings: CelerySettings
+        cls,
+        app: Celery,
+        config: ProgressConfig,
+        settings: CelerySettings,
+        outcomes: BackendOutcomes | None = None,
     ) -> CeleryProgressTracker:
-        """A tracker over the store ``config`` names and a bus the app's settings choose."""
+        """A tracker over the store ``config`` names and a bus the app's settings choose.
+
+        ``outcomes``: how the app's result backend is asked before a task's
+        session times out (default: directly).
+        """
         store = store_from_url(config.store_url)
         bus = bus_for(app, store, config, settings)
-        tracker = ProgressTracker(config, store=store, bus=bus, may_time_out=may_time_out)
+        time_outs = TaskTimeOuts(outcomes or BackendOutcomes(app))
+        tracker = ProgressTracker(config, store=store, bus=bus, may_time_out=time_outs)
+        time_outs.bind(tracker.engine, tracker.clock)
         return cls(app, tracker, owns_parts=True)
 
     create_session = forwarded(ProgressTracker.create_session)
@@ -246,6 +268,33 @@ def may_time_out(session: ProgressSession) -> bool:
         session.state.status == SessionStatus.INITIALIZING
         and session.metadata.get(KIND) == KIND_TASK
     )
+
+
+class TaskTimeOuts:
+    """The Celery tracker's ``may_time_out``: :func:`may_time_out`, after asking the
+    result backend about a task's session: a task it knows ended ends so, not "TIMEOUT".
+
+    Called by the tracker's cleanup in the session's write transaction; the
+    backend's answer is awaited at most ``outcomes``' bound.
+    """
+
+    def __init__(self, outcomes: BackendOutcomes) -> None:
+        self._outcomes = outcomes
+        self._engine: Engine | None = None
+        self._clock: Clock | None = None
+
+    def bind(self, engine: Engine, clock: Clock) -> None:
+        """The tracker's engine and clock (the tracker is made with this object)."""
+        self._engine = engine
+        self._clock = clock
+
+    def __call__(self, session: ProgressSession) -> bool | Change:
+        engine, clock = self._engine, self._clock
+        if session.metadata.get(KIND) == KIND_TASK and engine is not None and clock is not None:
+            outcome = self._outcomes.ask([session.id]).get(session.id)
+            if outcome is not None:
+                return outcome.ending(engine, session, clock.now())
+        return may_time_out(session)
 
 
 def bus_for(

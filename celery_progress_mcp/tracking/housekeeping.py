@@ -3,8 +3,10 @@
 ``cleanup_expired`` runs every ``cleanup_interval_seconds`` (from the
 flusher's thread, see :mod:`.flusher`) and on demand. An active session
 whose last heartbeat is older than ``session_timeout_seconds`` is failed
-with error_code ``"TIMEOUT"``, unless the tracker's ``may_time_out``
-predicate spares it (the Celery integration spares tasks still queued). A
+with error_code ``"TIMEOUT"``, unless the tracker's ``may_time_out`` hook
+spares it (the Celery integration spares tasks still queued) or ends it
+otherwise (the Celery integration, a task whose end its result backend
+knows). A
 finished session past ``finished_retention_seconds`` is removed, with a
 ``SessionExpired`` event, and so are logged events that old.
 """
@@ -22,6 +24,7 @@ from ..core.config import ProgressConfig
 from ..core.engine import Change, Engine
 from ..core.errors import InvalidTransition, ProgressError
 from ..core.models import ProgressSession
+from ..core.states import Failed
 from ..store.base import Store
 from .committing import Committer
 
@@ -29,8 +32,13 @@ __all__ = ["CleanupResult", "Housekeeper", "MayTimeOut"]
 
 logger = logging.getLogger(__name__)
 
-#: Whether a session silent too long may be failed with "TIMEOUT".
-MayTimeOut = Callable[[ProgressSession], bool]
+#: The error code of a session failed for its silence.
+TIMEOUT_CODE = "TIMEOUT"
+
+#: Whether a session silent too long may be failed with "TIMEOUT": True, False
+#: (it is spared), or the change that ends it instead (its end is known
+#: elsewhere). Called in the session's write transaction, on the session as stored.
+MayTimeOut = Callable[[ProgressSession], bool | Change]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,23 +79,29 @@ class Housekeeper:
         timed_out = []
         for session_id in self._store.stale_sessions(now - self._timeout):
             try:
-                self._committer.commit(session_id, functools.partial(self._time_out, now=now))
+                ended = self._committer.commit(
+                    session_id, functools.partial(self._time_out, now=now)
+                )
             except ProgressError:
                 continue  # finished, refreshed or spared meanwhile
-            timed_out.append(session_id)
+            if ended is None or _timed_out(ended):  # None: buffered by an outage
+                timed_out.append(session_id)
         removed = self._committer.purge_finished(now - self._retention)
         self._store.purge_events(now - self._retention)
         return CleanupResult(timed_out=timed_out, removed=removed)
 
     def _time_out(self, session: ProgressSession, *, now: datetime) -> Change:
-        if self._may_time_out is not None and not self._may_time_out(session):
-            raise InvalidTransition(f"session {session.id!r} is spared from timing out")
         last = session.heartbeat_at or session.updated_at
         if now - last < self._timeout:
             raise InvalidTransition(f"session {session.id!r} is alive again")
+        verdict = True if self._may_time_out is None else self._may_time_out(session)
+        if isinstance(verdict, Change):
+            return verdict
+        if not verdict:
+            raise InvalidTransition(f"session {session.id!r} is spared from timing out")
         seconds = int(self._timeout.total_seconds())
         return self._engine.fail(
-            session, f"no progress reported for {seconds} s", "TIMEOUT", now=now
+            session, f"no progress reported for {seconds} s", TIMEOUT_CODE, now=now
         )
 
     def run_periodically(self) -> None:
@@ -96,3 +110,7 @@ class Housekeeper:
             self.cleanup_expired()
         except Exception:
             logger.exception("progress cleanup failed")
+
+
+def _timed_out(session: ProgressSession) -> bool:
+    return isinstance(session.state, Failed) and session.state.error_code == TIMEOUT_CODE

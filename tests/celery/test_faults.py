@@ -1,8 +1,10 @@
-"""Faults: a pool process or a whole worker killed, a redelivered task, a Redis restart.
+"""Faults: a pool process or a whole worker killed, a task's end missing from the
+store but known to the result backend, a redelivered task, a Redis restart.
 
 Each test starts its own workers (they get killed), with a private queue,
 task-name prefix and SQLite store; the Redis restart uses a Redis server of
-its own on a free port, so the shared one is never touched.
+its own on a free port, so the shared one is never touched; the store outage
+uses a PostgreSQL server of its own (tests/store/private_postgres.py).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from tests.celery.conftest import close_project, project_config
 from tests.celery.helpers import finished, wait_status
 from tests.celery.project import Project, make_project
 from tests.celery.workers import Worker, start_worker
+from tests.store.private_postgres import PrivatePostgres
 
 #: The heartbeat timeout of the whole-worker test: small, so the test is short.
 HEARTBEAT_TIMEOUT_S = 3.0
@@ -97,6 +100,70 @@ def test_sigkill_of_the_whole_worker_fails_its_sessions_after_the_heartbeat_time
         assert last_alive is not None
         # Never failed early: only once silent for the whole timeout.
         assert session.state.failed_at - last_alive >= timedelta(seconds=HEARTBEAT_TIMEOUT_S)
+
+
+def test_a_silent_task_whose_end_the_result_backend_has_ends_so_not_worker_lost(
+    tmp_path: Path, projects: list[tuple[Project, list[Worker]]]
+) -> None:
+    # The tasks' ends are written in the backend by hand after their worker is gone:
+    # as if the worker had ended them but the store had missed it.
+    config = project_config("redis-sqlite", tmp_path, heartbeat_timeout_s=HEARTBEAT_TIMEOUT_S)
+    project = make_project(config)
+    worker = start_worker(project, tmp_path, concurrency=3)
+    projects.append((project, [worker]))
+    succeeded, failed, lost = (project.hang.delay(str(tmp_path / f"hang{i}")) for i in range(3))
+    for index, result in enumerate((succeeded, failed, lost)):
+        _marker_pid(tmp_path / f"hang{index}")
+        wait_status(project.tracker, result.id, "in_progress")
+
+    worker.kill()
+    project.app.backend.mark_as_done(succeeded.id, {"rows": 12})
+    project.app.backend.mark_as_failure(failed.id, KeyError("row 7"))
+    integration = integration_of(project.app)
+    assert integration is not None
+    integration.liveness.start()
+
+    done = finished(project.tracker, succeeded.id, timeout_s=60)
+    assert isinstance(done.state, Completed)
+    assert done.state.result_summary == "{'rows': 12}"
+    assert done.metadata["celery_ended_from"] == "result_backend"
+    error = finished(project.tracker, failed.id, timeout_s=60).state
+    assert isinstance(error, Failed)
+    assert (error.error_code, error.error_message) == ("KeyError", "'row 7'")
+    gone = finished(project.tracker, lost.id, timeout_s=60).state
+    assert isinstance(gone, Failed)
+    assert gone.error_code == "WORKER_LOST"  # the backend knows nothing of it
+
+
+def test_store_down_and_worker_stopped_the_session_ends_as_the_result_backend_says(
+    tmp_path: Path, projects: list[tuple[Project, list[Worker]]]
+) -> None:
+    # The issue's compound fault: PostgreSQL down while the task ends, the worker
+    # stopped (SIGTERM) meanwhile: its end's write is lost with it, the backend has it.
+    server = PrivatePostgres()
+    server.start()
+    try:
+        config = project_config("redis-sqlite", tmp_path, heartbeat_timeout_s=HEARTBEAT_TIMEOUT_S)
+        config = type(config)(**{**config.__dict__, "store": server.url})
+        project = make_project(config)
+        worker = start_worker(project, tmp_path, concurrency=1)
+        projects.append((project, [worker]))
+        result = project.hang.delay(str(tmp_path / "hang"), 1.0)
+        wait_status(project.tracker, result.id, "in_progress")
+
+        server.stop()
+        assert result.get(timeout=60) == "woke up"
+        worker.stop()
+        server.start()
+
+        integration = integration_of(project.app)
+        assert integration is not None
+        integration.liveness.start()
+        session = finished(project.tracker, result.id, timeout_s=60)
+        assert isinstance(session.state, Completed), session.state
+        assert session.state.result_summary == "'woke up'"
+    finally:
+        server.close()
 
 
 def test_a_redelivered_acks_late_task_continues_its_session(

@@ -13,6 +13,7 @@ import pytest
 from celery_progress_mcp import (
     AsyncProgressTracker,
     CapacityExceeded,
+    Completed,
     Failed,
     InProgress,
     ProgressConfig,
@@ -23,6 +24,7 @@ from celery_progress_mcp import (
     SubOperation,
     TrackingDisabled,
 )
+from celery_progress_mcp.core.engine import Change
 from celery_progress_mcp.store.memory import MemoryStore
 from celery_progress_mcp.testing import FakeClock, capture_events
 
@@ -225,6 +227,27 @@ def test_may_time_out_spares_the_sessions_it_refuses() -> None:
         assert tracker.cleanup_expired().timed_out == [silent]
         assert tracker.get_session(queued).status == "initializing"
         assert sorted(spared) == sorted([queued, silent])
+
+
+def test_may_time_out_may_end_a_session_otherwise() -> None:
+    clock = FakeClock()
+    config = ProgressConfig(session_timeout_seconds=TIMEOUT_S, cleanup_interval_seconds=1e6)
+
+    def may_time_out(session: ProgressSession) -> bool | Change:
+        if session.operation_id == "done elsewhere":
+            return tracker.engine.complete(session, "told", now=clock.now())
+        return True
+
+    with ProgressTracker(
+        config, store=MemoryStore(), clock=clock, may_time_out=may_time_out
+    ) as tracker:
+        done = tracker.create_session("done elsewhere")
+        silent = tracker.create_session("silent")
+        clock.advance(TIMEOUT_S + 1)
+        assert tracker.cleanup_expired().timed_out == [silent]
+        state = tracker.get_session(done).state
+        assert isinstance(state, Completed)
+        assert state.result_summary == "told"
 
 
 # -- capacity -------------------------------------------------------------------------------
