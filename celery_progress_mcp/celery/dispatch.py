@@ -8,14 +8,21 @@ dispatching a group of a thousand costs two store writes, not a thousand. A
 member's own session is made when it starts. A chain's session and its
 tasks' sessions are made from its first message, which carries the rest of
 the chain.
+
+Every tracked task's message carries its dispatch time (the header
+:data:`DISPATCHED_AT_HEADER`, ISO 8601 in UTC; protocol 2's custom headers
+reach the worker as attributes of ``task.request``): a session the worker
+has to create itself (a group's member, or a task whose creation the store
+missed) is dated from its dispatch, not from its start.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from .canvas import Member, chain_session_id, seal_mutation
@@ -36,12 +43,33 @@ from .task import TrackedTasks
 if TYPE_CHECKING:
     from celery import Task
 
-__all__ = ["MAX_DISPATCHING_GROUPS", "DispatchRecord", "Dispatcher", "Dispatches"]
+__all__ = [
+    "DISPATCHED_AT_HEADER",
+    "MAX_DISPATCHING_GROUPS",
+    "DispatchRecord",
+    "Dispatcher",
+    "Dispatches",
+    "dispatched_at",
+]
 
 #: Groups whose dispatch this process follows at once (older records are dropped).
 MAX_DISPATCHING_GROUPS = 1000
 #: A chord callback's position among its chord's members: after every header task.
 CALLBACK_INDEX = 1 << 30
+#: The message header that carries a tracked task's dispatch time (ISO 8601, UTC).
+DISPATCHED_AT_HEADER = "progress_dispatched_at"
+
+
+def dispatched_at(request: object) -> datetime | None:
+    """The dispatch time a task's message carries; None if absent or unreadable."""
+    value = getattr(request, DISPATCHED_AT_HEADER, None)
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
 
 
 @dataclass(slots=True)
@@ -101,10 +129,12 @@ class Dispatcher:
         """In a forked child: the parent's dispatches are the parent's to seal."""
         self.dispatches.after_fork()
 
-    def on_publish(self, task: Task, headers: Mapping[str, Any], body: Any) -> None:
+    def on_publish(self, task: Task, headers: MutableMapping[str, Any], body: Any) -> None:
         task_id = headers.get("id")
         if not task_id or headers.get("retries"):
             return  # a retry's message: its session goes on
+        now = self._sessions.tracker.clock.now()
+        headers.setdefault(DISPATCHED_AT_HEADER, now.isoformat())
         embed = body[2] if isinstance(body, tuple | list) and len(body) >= 3 else None
         embed = embed if isinstance(embed, dict) else {}
         group_id = headers.get("group")
@@ -124,13 +154,12 @@ class Dispatcher:
             parent_id = chain_session_id(task_id)
             first = Member(task_id, task.name, self._tasks.weight(task), 0)
             self._start_chain(parent_id, [first, *rest])
-        created = sessions.create(task_id, task.name, metadata, parent_id)
+        created = sessions.create(task_id, task.name, metadata, parent_id, now)
         if created and rest:
             for member in rest:
                 member_task = self._tasks.named(member.name)
                 meta = self._tasks.metadata(member_task, {}) if member_task else {}
-                sessions.create(member.id, member.name, meta, parent_id)
-        sessions.written()
+                sessions.create(member.id, member.name, meta, parent_id, now)
 
     def _member_published(
         self, task: Task, task_id: str, group_id: str, index: Any, chord: Any
@@ -143,7 +172,6 @@ class Dispatcher:
             if callback is not None:
                 metadata[CALLBACK] = callback.id
             self._sessions.create(group_id, f"celery.{kind}", metadata, None)
-            self._sessions.written()
 
     def _callback_of(self, chord: Any) -> Member | None:
         if not isinstance(chord, dict):
@@ -188,4 +216,3 @@ class Dispatcher:
         tracker = self._sessions.tracker
         mutation = seal_mutation(tracker.engine, members, callback, tracker.clock.now())
         self._sessions.mutate(parent_id, mutation)
-        self._sessions.written()

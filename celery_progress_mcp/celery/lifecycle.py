@@ -18,6 +18,7 @@ from ..core.errors import ProgressError
 from ..core.models import ProgressSession, SubOperationState
 from ..core.states import Cancelled, InProgress, Paused, SessionStatus
 from .canvas import Member, MemberChange, Rollup
+from .dispatch import dispatched_at
 from .errors import TaskCancelled
 from .metadata_keys import (
     ATTEMPT,
@@ -107,8 +108,7 @@ class TaskLifecycle:
             metadata = self._tasks.metadata(task, {})
             if group_index is not None:
                 metadata[GROUP_INDEX] = group_index
-            # The client's creation may not be written yet: it wins if it comes first.
-            sessions.create(task_id, task.name, metadata, parent_id, if_absent=True)
+            sessions.create(task_id, task.name, metadata, parent_id, dispatched_at(request))
         attempt = int(getattr(request, "retries", 0) or 0) + 1
         metadata = {
             WORKER: getattr(request, "hostname", None),

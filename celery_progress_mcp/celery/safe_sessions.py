@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, ParamSpec
 
 from ..core.errors import InvalidProgress, InvalidTransition, ProgressError, SessionNotFound
@@ -35,13 +36,13 @@ class SafeSessions:
         name: str,
         metadata: dict[str, Any],
         parent_id: str | None,
-        *,
-        if_absent: bool = False,
+        created_at: datetime | None = None,
     ) -> bool:
-        """Create the session; False if it exists already or the store refused."""
+        """Create the session (dated ``created_at``, else now); False if it exists
+        already or the store refused."""
         try:
             self.tracker.create_session(
-                name, metadata, session_id=session_id, parent_id=parent_id, if_absent=if_absent
+                name, metadata, session_id=session_id, parent_id=parent_id, created_at=created_at
             )
         except InvalidProgress as exc:
             if "already exists" not in str(exc):
@@ -69,14 +70,6 @@ class SafeSessions:
         except ProgressError as exc:
             logger.debug("progress session %s not readable: %s", session_id, exc)
             return None
-
-    def written(self) -> None:
-        """Write what is queued now: a worker may read the sessions just dispatched
-        before the writer's next batch (until the message carries what it needs)."""
-        try:
-            self.tracker.flush()
-        except Exception:
-            logger.exception("progress sessions not written at dispatch")
 
     def call(self, method: Callable[P, object], *args: P.args, **kwargs: P.kwargs) -> None:
         """Call a tracker method; a refusal is logged at debug level, any failure logged."""

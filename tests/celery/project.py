@@ -250,6 +250,11 @@ def _register_tasks(project: Project) -> None:
         return n
 
     @task()
+    def dispatch_time(self: Any) -> Any:
+        """The dispatch time its message carried to the worker."""
+        return getattr(self.request, "progress_dispatched_at", None)
+
+    @task()
     def suicide(self: Any) -> None:
         """Kills its own pool process mid-task."""
         self.progress.update(20, step="about to die")

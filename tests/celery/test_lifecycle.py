@@ -9,7 +9,9 @@ from __future__ import annotations
 import contextlib
 import threading
 import uuid
+from datetime import UTC, datetime, timedelta
 
+from celery import group
 from celery.events.state import State
 from celery.result import AsyncResult
 
@@ -18,6 +20,9 @@ from celery_progress_mcp.core.models import SubOperationState
 from celery_progress_mcp.testing import eventually
 from tests.celery.helpers import finished, history_percentages, wait_status
 from tests.celery.project import Project
+
+#: How long the members of the dispatch-time test wait before they run.
+COUNTDOWN_S = 1.0
 
 
 def _events_until_end(subscription: Subscription, timeout_s: float = 30.0) -> list[ProgressEvent]:
@@ -52,6 +57,28 @@ def test_dispatch_creates_the_session_before_any_worker_runs(project: Project) -
     assert session.operation_id == project.count.name
     assert session.metadata["celery_kind"] == "task"
     project.tracker.cancel_session(result.id, "never run")
+
+
+def test_the_message_carries_the_dispatch_time_to_the_worker(project: Project) -> None:
+    before = datetime.now(UTC)
+    result = project.dispatch_time.delay()
+    carried = datetime.fromisoformat(result.get(timeout=30))
+    assert before <= carried <= datetime.now(UTC)
+    created = project.tracker.get_session(result.id).created_at
+    assert abs(created - carried) < timedelta(milliseconds=1)  # the session's own time
+
+
+def test_a_session_the_worker_creates_is_dated_from_its_dispatch(project: Project) -> None:
+    # A group's members' sessions are made by the worker when they start.
+    dispatched = datetime.now(UTC)
+    result = group(project.piece.s(index) for index in range(2)).apply_async(countdown=COUNTDOWN_S)
+    sent = datetime.now(UTC)
+    assert result.get(timeout=60) == [0, 1]
+    for member in result.results:
+        session = finished(project.tracker, member.id)
+        started = next(s.timestamp for s in session.history if s.state.status == "in_progress")
+        assert dispatched <= session.created_at <= sent
+        assert started - dispatched >= timedelta(seconds=COUNTDOWN_S)
 
 
 def test_update_reports_progress_step_and_metadata(project: Project) -> None:
