@@ -22,10 +22,13 @@ the broker do.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..core.config import ProgressConfig
 from ..tracking import forks
+from .bounded import call_within
 from .canvas import Rollup
 from .dispatch import Dispatcher
 from .errors import TaskCancelled
@@ -43,7 +46,15 @@ from .worker_runtime import HEARTBEATS_PER_TIMEOUT, TaskProgressEvents, WorkerRu
 if TYPE_CHECKING:
     from celery import Celery, Task
 
-__all__ = ["Integration", "integration_of"]
+__all__ = ["STOP_WAIT_S", "Integration", "integration_of"]
+
+logger = logging.getLogger(__name__)
+
+#: Longest a stopping worker process waits for its tracker to write what it
+#: accepted (a flush, or a close in a pool process): a store that hangs must
+#: not hold up the worker's exit. The tracker's own close gives a store that
+#: refuses connections a shorter grace, and keeps what it could not write.
+STOP_WAIT_S = 10.0
 
 
 def integration_of(app: Celery) -> Integration | None:
@@ -114,3 +125,17 @@ class Integration:
         self.liveness.stop()
         self.runtime.stop()
         self.tracker.close()
+
+    def close_within(self, wait_s: float = STOP_WAIT_S) -> None:
+        """``close()``, waiting at most ``wait_s`` (a pool process about to exit)."""
+        self._within(self.close, wait_s, "close")
+
+    def flush_within(self, wait_s: float = STOP_WAIT_S) -> None:
+        """Write what the tracker accepted, waiting at most ``wait_s`` (a worker stopping)."""
+        self._within(self.tracker.flush, wait_s, "flush")
+
+    def _within(self, step: Callable[[], None], wait_s: float, what: str) -> None:
+        try:
+            call_within(step, wait_s, f"progress-{what}")
+        except Exception:
+            logger.exception("progress tracking could not %s before the process stops", what)

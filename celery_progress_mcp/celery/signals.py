@@ -5,8 +5,11 @@ Where each one fires: ``before_task_publish`` in whatever process publishes
 ``task_prerun``, ``task_success``, ``task_retry`` and (mostly)
 ``task_failure`` in the pool process that ran the task; ``task_revoked``
 and a lost pool process's ``task_failure`` (``WorkerLostError``) in the
-worker's main process. Every receiver returns at once for a task that is
-not tracked, and never raises.
+worker's main process. ``worker_process_shutdown`` (a pool process about to
+exit, also one recycled by ``worker_max_tasks_per_child``) closes the
+tracker, ``worker_shutdown`` (the worker stopping) flushes it, each within
+:data:`~.integration.STOP_WAIT_S`. Every receiver returns at once for a task
+that is not tracked, and never raises.
 """
 
 from __future__ import annotations
@@ -92,10 +95,16 @@ def connect(integration: Integration) -> list[tuple[Any, Receiver]]:
             integration.liveness.start()
 
     def worker_shutdown(sender: Any = None, **_: Any) -> None:
+        # Flushed, not closed: a worker embedded in a process that goes on
+        # (tests, ``celery.contrib.testing``) leaves its tracker usable.
         integration.liveness.stop()
+        integration.flush_within()
 
     def worker_process_shutdown(**_: Any) -> None:
-        integration.close()
+        # A pool process exits with os._exit (no atexit): everything accepted
+        # is written now, within a bounded wait (also when recycled by
+        # worker_max_tasks_per_child).
+        integration.close_within()
 
     connections: list[tuple[Any, Receiver]] = [
         (signals.before_task_publish, before_task_publish),

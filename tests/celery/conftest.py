@@ -129,3 +129,15 @@ def project(configured: tuple[Project, Worker]) -> Project:
 @pytest.fixture
 def worker(configured: tuple[Project, Worker]) -> Worker:
     return configured[1]
+
+
+@pytest.fixture
+def projects() -> Iterator[list[tuple[Project, list[Worker]]]]:
+    """Projects made by a test with workers of its own: killed and closed afterwards."""
+    made: list[tuple[Project, list[Worker]]] = []
+    yield made
+    for project, workers in made:
+        for worker in workers:
+            if worker.process.poll() is None:
+                worker.kill()
+        close_project(project)

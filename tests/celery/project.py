@@ -39,6 +39,8 @@ class ProjectConfig:
     visibility_timeout_s: float = 3600.0
     #: Send the integration's Celery task events; False: as the worker's ``-E`` says.
     task_events: bool = True
+    #: ``worker_max_tasks_per_child`` (0: pool processes are never recycled).
+    max_tasks_per_child: int = 0
 
     def env(self) -> dict[str, str]:
         return {
@@ -51,6 +53,7 @@ class ProjectConfig:
             "CPM_TEST_FS_DIR": self.filesystem_dir,
             "CPM_TEST_VISIBILITY_S": str(self.visibility_timeout_s),
             "CPM_TEST_TASK_EVENTS": "1" if self.task_events else "",
+            "CPM_TEST_MAX_TASKS_PER_CHILD": str(self.max_tasks_per_child),
         }
 
     @classmethod
@@ -66,6 +69,7 @@ class ProjectConfig:
             filesystem_dir=env.get("CPM_TEST_FS_DIR", ""),
             visibility_timeout_s=float(env.get("CPM_TEST_VISIBILITY_S", "3600")),
             task_events=bool(env.get("CPM_TEST_TASK_EVENTS")),
+            max_tasks_per_child=int(env.get("CPM_TEST_MAX_TASKS_PER_CHILD", "0")),
         )
 
 
@@ -89,6 +93,7 @@ def make_project(config: ProjectConfig) -> Project:
     app.conf.worker_prefetch_multiplier = 1
     app.conf.broker_connection_retry_on_startup = True
     app.conf.result_expires = 600
+    app.conf.worker_max_tasks_per_child = config.max_tasks_per_child or None
     options: dict[str, Any] = {"visibility_timeout": config.visibility_timeout_s}
     if config.broker.startswith("filesystem://"):
         base = Path(config.filesystem_dir)

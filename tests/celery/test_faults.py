@@ -14,7 +14,6 @@ import shutil
 import signal
 import socket
 import subprocess
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import pytest
 from celery_progress_mcp import Completed, Failed, ProgressEvent
 from celery_progress_mcp.celery.integration import integration_of
 from celery_progress_mcp.testing import eventually
-from tests.celery.conftest import close_project, project_config
+from tests.celery.conftest import project_config
 from tests.celery.helpers import finished, wait_status
 from tests.celery.project import Project, make_project
 from tests.celery.workers import Worker, start_worker
@@ -31,18 +30,6 @@ from tests.store.private_postgres import PrivatePostgres
 
 #: The heartbeat timeout of the whole-worker test: small, so the test is short.
 HEARTBEAT_TIMEOUT_S = 3.0
-
-
-@pytest.fixture
-def projects(tmp_path: Path) -> Iterator[list[tuple[Project, list[Worker]]]]:
-    """Projects made by a test, with their workers: stopped and closed afterwards."""
-    made: list[tuple[Project, list[Worker]]] = []
-    yield made
-    for project, workers in made:
-        for worker in workers:
-            if worker.process.poll() is None:
-                worker.kill()
-        close_project(project)
 
 
 def _marker_pid(path: Path) -> int:
