@@ -53,6 +53,8 @@ __all__ = [
     "MemberChange",
     "Rollup",
     "chain_session_id",
+    "combined",
+    "is_chain_session",
     "member_mutation",
     "seal_mutation",
 ]
@@ -61,6 +63,8 @@ _ACTIVE = SubOperationState.ACTIVE
 _COMPLETED = SubOperationState.COMPLETED
 _FAILED = SubOperationState.FAILED
 _CANCELLED = SubOperationState.CANCELLED
+#: How a chain's own session id begins.
+_CHAIN_PREFIX = "chain:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +122,7 @@ def member_mutation(engine: Engine, change: MemberChange, now: datetime) -> Muta
             step = engine.change_sub_operation(session, update, now=now)
             steps.append(step)
             session = step.session
-        return _combine(parent, steps + _settle(engine, session, now))
+        return combined(parent, steps + _settle(engine, session, now))
 
     return mutate
 
@@ -145,7 +149,7 @@ def seal_mutation(
         metadata = {**session.metadata, SEALED: True, MEMBERS: len(subs)}
         session = session.replace(sub_operations=subs, metadata=metadata)
         sealed = Change(session, steps[-1].events if steps else (), None)
-        return _combine(parent, [*steps[:-1], sealed, *_settle(engine, session, now)])
+        return combined(parent, [*steps[:-1], sealed, *_settle(engine, session, now)])
 
     return mutate
 
@@ -197,7 +201,7 @@ def _settle(engine: Engine, session: ProgressSession, now: datetime) -> list[Cha
     return [engine.update(session, InProgress(percentage=percentage), now=now)]
 
 
-def _combine(parent: ProgressSession, steps: Iterable[Change]) -> Change:
+def combined(parent: ProgressSession, steps: Iterable[Change]) -> Change:
     """One change from several made one after the other."""
     steps = list(steps)
     if not steps:
@@ -209,7 +213,12 @@ def _combine(parent: ProgressSession, steps: Iterable[Change]) -> Change:
 
 def chain_session_id(first_task_id: str) -> str:
     """The id of a chain's own session (its tasks keep theirs)."""
-    return f"chain:{first_task_id}"
+    return f"{_CHAIN_PREFIX}{first_task_id}"
+
+
+def is_chain_session(session_id: str) -> bool:
+    """Whether ``session_id`` is a chain's own session (see :func:`chain_session_id`)."""
+    return session_id.startswith(_CHAIN_PREFIX)
 
 
 class Rollup:
@@ -223,7 +232,9 @@ class Rollup:
         """Record a member's change in its parent; a parent that ended tells its own parent."""
         tracker = self._tracker
         mutation = member_mutation(tracker.engine, change, tracker.clock.now())
-        parent = self._sessions.mutate(parent_id, mutation)
+        # Deferred: the store decides, in the writer's next batch. A parent's end
+        # is passed up from here only where this process knows the parent.
+        parent = self._sessions.defer(parent_id, mutation)
         if parent is None or parent.parent_id is None:
             return
         if parent.state.status in (SessionStatus.COMPLETED, SessionStatus.FAILED):

@@ -1,31 +1,35 @@
 """Dispatch: ``before_task_publish`` creates sessions, groups are sealed when sent.
 
-A plain task's session is created before ``delay()`` returns. A group's (or
-chord's) members are only noted as they are published (:class:`Dispatches`),
-and the group's session gets them all at once when its ``GroupResult`` is
-built, that is once the whole group is sent (see :mod:`.canvas`):
-dispatching a group of a thousand costs two store writes, not a thousand. A
-member's own session is made when it starts. A chain's session and its
-tasks' sessions are made from its first message, which carries the rest of
-the chain.
+A plain task's session is created as ``delay()`` publishes it: queued for
+the tracker's writer (with a store that waits on I/O), so ``delay()`` never
+waits on the database, and ``get_session`` in this process shows it at
+once. A group's (or chord's) members are only noted as they are published
+(:class:`Dispatches`), and the group's session gets them all at once when
+its ``GroupResult`` is built, that is once the whole group is sent (see
+:mod:`.canvas`). A member's own session is made when it starts. A chain's
+session and its tasks' sessions are made from its first message, which
+carries the rest of the chain; the next task's message, sent by the worker
+that ran the previous one, is known as such without reading the store
+(:attr:`.worker_runtime.Running.next_link`).
 
-Every tracked task's message carries its dispatch time (the header
-:data:`DISPATCHED_AT_HEADER`, ISO 8601 in UTC; protocol 2's custom headers
-reach the worker as attributes of ``task.request``): a session the worker
-has to create itself (a group's member, or a task whose creation the store
-missed) is dated from its dispatch, not from its start.
+Every tracked task's message carries what its worker needs to make the
+session itself, should the dispatcher's creation be late or lost: its
+dispatch time (the header :data:`DISPATCHED_AT_HEADER`, ISO 8601 in UTC)
+and its group, chord or chain session (:data:`PARENT_HEADER`, where it has
+one not told by Celery's own ``group`` header). Protocol 2's custom headers
+reach the worker as attributes of ``task.request``.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from .canvas import Member, chain_session_id, seal_mutation
+from .canvas import Member, chain_session_id, is_chain_session, seal_mutation
 from .metadata_keys import (
     CALLBACK,
     KIND,
@@ -39,6 +43,7 @@ from .metadata_keys import (
 )
 from .safe_sessions import SafeSessions
 from .task import TrackedTasks
+from .worker_runtime import WorkerRuntime
 
 if TYPE_CHECKING:
     from celery import Task
@@ -46,10 +51,14 @@ if TYPE_CHECKING:
 __all__ = [
     "DISPATCHED_AT_HEADER",
     "MAX_DISPATCHING_GROUPS",
+    "PARENT_HEADER",
     "DispatchRecord",
     "Dispatcher",
     "Dispatches",
     "dispatched_at",
+    "header_of",
+    "next_link_of",
+    "parent_of",
 ]
 
 #: Groups whose dispatch this process follows at once (older records are dropped).
@@ -58,11 +67,47 @@ MAX_DISPATCHING_GROUPS = 1000
 CALLBACK_INDEX = 1 << 30
 #: The message header that carries a tracked task's dispatch time (ISO 8601, UTC).
 DISPATCHED_AT_HEADER = "progress_dispatched_at"
+#: The message header that names the session a task is a member of (a chain's,
+#: a chord's for its callback); a group's member has Celery's ``group`` header.
+PARENT_HEADER = "progress_parent_id"
+
+
+def header_of(request: object, name: str) -> Any:
+    """A header of a task's message: from ``task.request`` in the pool process, or
+    from the worker's request (``task_revoked``, in the worker's main process)."""
+    value = getattr(request, name, None)
+    if value is None:
+        headers = getattr(request, "request_dict", None)
+        if isinstance(headers, Mapping):
+            value = headers.get(name)
+    return value
+
+
+def parent_of(request: object) -> str | None:
+    """The group, chord or chain session a task's message says it is a member of."""
+    parent = header_of(request, PARENT_HEADER)
+    if isinstance(parent, str) and parent:
+        return parent
+    group_id = header_of(request, "group")
+    if group_id and header_of(request, "group_index") is not None:
+        return str(group_id)
+    return None
+
+
+def next_link_of(request: object, parent_id: str | None) -> str | None:
+    """The id of the task after this one in its chain, if it runs as a chain's member."""
+    if parent_id is None or not is_chain_session(parent_id):
+        return None
+    chain = header_of(request, "chain")
+    if not isinstance(chain, list) or not chain or not isinstance(chain[-1], dict):
+        return None
+    task_id = (chain[-1].get("options") or {}).get("task_id")
+    return task_id if isinstance(task_id, str) else None
 
 
 def dispatched_at(request: object) -> datetime | None:
     """The dispatch time a task's message carries; None if absent or unreadable."""
-    value = getattr(request, DISPATCHED_AT_HEADER, None)
+    value = header_of(request, DISPATCHED_AT_HEADER)
     if not isinstance(value, str):
         return None
     try:
@@ -120,9 +165,10 @@ class Dispatches:
 class Dispatcher:
     """``before_task_publish`` and the sealing of groups."""
 
-    def __init__(self, tasks: TrackedTasks, sessions: SafeSessions) -> None:
+    def __init__(self, tasks: TrackedTasks, sessions: SafeSessions, runtime: WorkerRuntime) -> None:
         self._tasks = tasks
         self._sessions = sessions
+        self._runtime = runtime
         self.dispatches = Dispatches()
 
     def after_fork(self) -> None:
@@ -135,6 +181,12 @@ class Dispatcher:
             return  # a retry's message: its session goes on
         now = self._sessions.tracker.clock.now()
         headers.setdefault(DISPATCHED_AT_HEADER, now.isoformat())
+        previous = self._runtime.get(str(headers.get("parent_id") or ""))
+        if previous is not None and previous.next_link == task_id:
+            # A chain's next task, sent by the previous one as it ends here: its
+            # session was made with the chain's.
+            headers[PARENT_HEADER] = previous.parent_id
+            return
         embed = body[2] if isinstance(body, tuple | list) and len(body) >= 3 else None
         embed = embed if isinstance(embed, dict) else {}
         group_id = headers.get("group")
@@ -150,10 +202,12 @@ class Dispatcher:
             metadata[ROLE] = ROLE_CALLBACK
         chain = embed.get("chain")
         rest = self._chain_members(chain) if chain and parent_id is None else None
-        if rest is not None and sessions.committed(task_id) is None:
+        if rest is not None:
             parent_id = chain_session_id(task_id)
             first = Member(task_id, task.name, self._tasks.weight(task), 0)
             self._start_chain(parent_id, [first, *rest])
+        if parent_id is not None:
+            headers[PARENT_HEADER] = parent_id
         created = sessions.create(task_id, task.name, metadata, parent_id, now)
         if created and rest:
             for member in rest:
@@ -215,4 +269,4 @@ class Dispatcher:
     def _seal(self, parent_id: str, members: list[Member], callback: Member | None) -> None:
         tracker = self._sessions.tracker
         mutation = seal_mutation(tracker.engine, members, callback, tracker.clock.now())
-        self._sessions.mutate(parent_id, mutation)
+        self._sessions.defer(parent_id, mutation)

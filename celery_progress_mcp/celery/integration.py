@@ -93,8 +93,10 @@ class Integration:
             flush_backend=writes.flush,
         )
         self.handles = ProgressHandles(progress, self.runtime)
-        self.dispatcher = Dispatcher(self.tasks, sessions)
+        self.dispatcher = Dispatcher(self.tasks, sessions, self.runtime)
         self.lifecycle = TaskLifecycle(self.tasks, sessions, self.rollup, self.runtime)
+        # Writes are queued: what the store refuses later comes back here.
+        progress.add_refusal_listener(self.lifecycle.on_refused)
         self.update_states = UpdateStates(
             self.handles, self.runtime, writes, settings.update_state_to_backend
         )

@@ -4,21 +4,35 @@
 redelivered message), ``task_success``/``task_failure``/``task_revoked``
 end it, ``task_retry`` records the attempt; each also tells the task's
 group, chord or chain (:class:`.canvas.Rollup`).
+
+None of them waits on the store: each write is queued for the tracker's
+writer and group-committed with the others (``SafeSessions.defer``), in
+order per session. The start reads nothing: the worker queues the session's
+creation, skipped if the session exists (the dispatcher's, normally; the
+worker's own, dated from the message's dispatch time, if that one was lost
+or is late), then :func:`start_mutation`, which decides in the store's
+transaction how the run begins. A start refused because the session was
+cancelled while queued reaches :meth:`TaskLifecycle.on_refused`, which
+marks the running task cancelled: it stops at its next update.
 """
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import logging
 import os
 import reprlib
+from collections.abc import Callable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from ..core.errors import ProgressError
+from ..core.engine import Change, Engine
+from ..core.errors import InvalidTransition, ProgressError
 from ..core.models import ProgressSession, SubOperationState
-from ..core.states import Cancelled, InProgress, Paused, SessionStatus
-from .canvas import Member, MemberChange, Rollup
-from .dispatch import dispatched_at
+from ..core.states import TERMINAL_STATUSES, Cancelled, InProgress, Paused
+from ..store.base import Mutation
+from .canvas import Member, MemberChange, Rollup, combined
+from .dispatch import dispatched_at, next_link_of, parent_of
 from .errors import TaskCancelled
 from .metadata_keys import (
     ATTEMPT,
@@ -43,8 +57,10 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "ERROR_MESSAGE_CHARS",
     "RESULT_SUMMARY_CHARS",
+    "StartRefused",
     "TaskLifecycle",
     "failure_of",
+    "start_mutation",
     "summarize",
 ]
 
@@ -78,6 +94,54 @@ def failure_of(exception: BaseException | None) -> tuple[str, str]:
     return (message or repr(exception) or code)[:ERROR_MESSAGE_CHARS], code
 
 
+class StartRefused(InvalidTransition):
+    """A task's start, refused in the store: its session had ended before.
+
+    ``cancelled``: it was cancelled while the task was queued (``reason``);
+    the task is to stop at its next update.
+    """
+
+    def __init__(self, session: ProgressSession) -> None:
+        state = session.state
+        self.cancelled = isinstance(state, Cancelled)
+        self.reason = state.reason if isinstance(state, Cancelled) else ""
+        super().__init__(f"session {session.id!r} is {state.status}: the task does not start it")
+
+
+def start_mutation(
+    engine: Engine, now: datetime, attempt: int, metadata: dict[str, Any]
+) -> Mutation:
+    """A run's start, decided on the session as the store has it.
+
+    * Initializing, or a previous attempt's session (a retry): in progress at
+      0 %, with the worker's ``metadata``;
+    * in progress or paused by this very attempt: a redelivered message
+      (``acks_late``); the session continues where it was (resumed if paused);
+    * ended: refused (:class:`StartRefused`); a paused previous attempt too
+      (the engine refuses it: only a resume leaves a pause).
+    """
+
+    def mutate(session: ProgressSession) -> Change:
+        state = session.state
+        if state.status in TERMINAL_STATUSES:
+            raise StartRefused(session)
+        steps: list[Change] = []
+        current = session
+        start = InProgress(percentage=0.0)
+        meta = dict(metadata)
+        if isinstance(state, InProgress | Paused) and session.metadata.get(ATTEMPT) == attempt:
+            meta[REDELIVERED] = True
+            if isinstance(state, Paused):
+                steps.append(engine.resume(current, now=now))
+                current = steps[-1].session
+            # With sub-operations the percentage rolls up from them.
+            start = InProgress(percentage=None if current.sub_operations else current.percentage)
+        steps.append(engine.update(current, start, metadata=meta, now=now))
+        return combined(session, steps)
+
+    return mutate
+
+
 class TaskLifecycle:
     """A task's session through its run: the signal handlers of a running task."""
 
@@ -96,64 +160,47 @@ class TaskLifecycle:
 
     def on_prerun(self, task: Task, task_id: str) -> None:
         request = task.request
-        tracker = self._tracker
         sessions = self._sessions
-        session = sessions.committed(task_id)
-        group_id = getattr(request, "group", None)
         group_index = getattr(request, "group_index", None)
-        parent_id = session.parent_id if session is not None else None
-        if session is None:
-            if group_id and group_index is not None:
-                parent_id = group_id
-            metadata = self._tasks.metadata(task, {})
-            if group_index is not None:
-                metadata[GROUP_INDEX] = group_index
-            sessions.create(task_id, task.name, metadata, parent_id, dispatched_at(request))
-        attempt = int(getattr(request, "retries", 0) or 0) + 1
-        metadata = {
-            WORKER: getattr(request, "hostname", None),
-            PID: os.getpid(),
-            ATTEMPT: attempt,
-        }
+        parent_id = parent_of(request)
+        metadata = self._tasks.metadata(task, {"eta": getattr(request, "eta", None)})
+        if group_index is not None:
+            metadata[GROUP_INDEX] = group_index
+        sessions.create(
+            task_id, task.name, metadata, parent_id, dispatched_at(request), if_absent=True
+        )
         running = Running(
             session_id=task_id,
             task_name=task.name,
             hostname=getattr(request, "hostname", None),
             parent_id=parent_id,
+            next_link=next_link_of(request, parent_id),
             weight=self._tasks.weight(task),
             index=group_index if isinstance(group_index, int) else None,
         )
-        state: Any = InProgress(percentage=0.0)
-        if session is not None:
-            current = session.state
-            if isinstance(current, Cancelled):
-                running.cancelled = True  # cancelled while queued: stop at the first update
-                running.cancel_reason = current.reason
-                state = None
-            elif isinstance(current, InProgress | Paused):
-                if session.metadata.get(ATTEMPT) == attempt:
-                    # A redelivered message (acks_late): the session continues.
-                    metadata[REDELIVERED] = True
-                    percentage = session.percentage
-                    state = InProgress(percentage=None if session.sub_operations else percentage)
-                    if isinstance(current, Paused):
-                        sessions.call(tracker.resume_session, task_id)
-                    running.percentage = percentage
-            elif session.state.status not in (SessionStatus.INITIALIZING,):
-                state = None  # finished elsewhere (swept, timed out): nothing to resume
-        if state is not None:
-            sessions.call(tracker.update_progress, task_id, state, (), metadata)
+        # Known here before its start is queued: a refusal of the start finds it.
         self._runtime.started(running)
+        attempt = int(getattr(request, "retries", 0) or 0) + 1
+        worker = {WORKER: getattr(request, "hostname", None), PID: os.getpid(), ATTEMPT: attempt}
+        sessions.defer(task_id, start_mutation(self._tracker.engine, self._now(), attempt, worker))
         if parent_id is not None:
             change = MemberChange(Member.of(running), SubOperationState.ACTIVE)
             self._rollup.member_changed(parent_id, change)
+
+    def on_refused(self, session_id: str, error: ProgressError) -> None:
+        """The store refused a write the tracker queued (its refusal listener)."""
+        if isinstance(error, StartRefused) and error.cancelled:
+            running = self._runtime.get(session_id)
+            if running is not None:
+                running.cancel_reason = error.reason
+                running.cancelled = True  # cancelled while queued: stop at the next update
 
     def on_success(self, task: Task, result: Any) -> None:
         task_id = task.request.id
         if not task_id:
             return
         running = self._runtime.finished(task_id)
-        self._sessions.call(self._tracker.complete_session, task_id, summarize(result))
+        self._end(task_id, self._tracker.engine.complete, result_summary=summarize(result))
         change = MemberChange(
             self._member(task, task_id, running), SubOperationState.COMPLETED, 100.0
         )
@@ -162,7 +209,7 @@ class TaskLifecycle:
     def on_failure(self, task: Task, task_id: str, exception: BaseException | None) -> None:
         running = self._runtime.finished(task_id)
         message, code = failure_of(exception)
-        self._sessions.call(self._tracker.fail_session, task_id, message, code)
+        self._end(task_id, self._tracker.engine.fail, error_message=message, error_code=code)
         member = self._member(task, task_id, running)
         self._tell_parent(
             task_id, running, MemberChange(member, SubOperationState.FAILED, error=message)
@@ -182,7 +229,7 @@ class TaskLifecycle:
         }
         percentage = running.percentage if running is not None else None
         state = InProgress(percentage=percentage, current_step=f"retry {retries} scheduled")
-        self._sessions.call(self._tracker.update_progress, task_id, state, (), metadata)
+        self._end(task_id, self._tracker.engine.update, state=state, metadata=metadata)
 
     def on_revoked(
         self, task: Task | None, request: Any, terminated: bool, signum: Any, expired: bool
@@ -198,7 +245,7 @@ class TaskLifecycle:
         else:
             reason = "revoked"
         engine = self._tracker.engine
-        now = self._tracker.clock.now()
+        now = self._now()
         details = {
             REVOKED: True,
             TERMINATED: bool(terminated),
@@ -209,12 +256,9 @@ class TaskLifecycle:
             marked = session.replace(metadata={**session.metadata, **details})
             return engine.cancel(marked, reason, now=now)
 
-        session = self._sessions.mutate(task_id, cancel)
-        parent_id = session.parent_id if session is not None else None
-        if parent_id is None and session is None:
-            group_id = getattr(request, "group", None)
-            if group_id and getattr(request, "group_index", None) is not None:
-                parent_id = group_id  # a member revoked before it started
+        session = self._sessions.defer(task_id, cancel)
+        # Known here, or told by its message (a member revoked before it started).
+        parent_id = session.parent_id if session is not None else parent_of(request)
         if parent_id is not None and task is not None:
             member = Member(task_id, task.name, self._tasks.weight(task), 0)
             self._rollup.member_changed(
@@ -225,8 +269,8 @@ class TaskLifecycle:
         """The task stopped on ``TaskCancelled``: the session ends Cancelled, the result REVOKED."""
         task_id = task.request.id or exc.session_id
         running = self._runtime.finished(task_id)
-        with contextlib.suppress(ProgressError):  # cancelled from outside: it is already
-            self._tracker.cancel_session(task_id, exc.reason or "cancelled")
+        # Cancelled from outside, it is already: the store refuses this, and that is all.
+        self._end(task_id, self._tracker.engine.cancel, reason=exc.reason or "cancelled")
         if not getattr(task, "ignore_result", False):
             try:
                 task.backend.mark_as_revoked(
@@ -239,6 +283,13 @@ class TaskLifecycle:
 
     def on_postrun(self, task_id: str) -> None:
         self._runtime.finished(task_id)
+
+    def _now(self) -> datetime:
+        return self._tracker.clock.now()
+
+    def _end(self, task_id: str, method: Callable[..., Change], **arguments: Any) -> None:
+        """Queue an engine function for the task's session (the store decides)."""
+        self._sessions.defer(task_id, functools.partial(method, now=self._now(), **arguments))
 
     def _tell_parent(self, task_id: str, running: Running | None, change: MemberChange) -> None:
         """A member's end reaches its group, chord or chain, if it has one."""

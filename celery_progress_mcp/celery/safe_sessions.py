@@ -37,12 +37,23 @@ class SafeSessions:
         metadata: dict[str, Any],
         parent_id: str | None,
         created_at: datetime | None = None,
+        *,
+        if_absent: bool = False,
     ) -> bool:
-        """Create the session (dated ``created_at``, else now); False if it exists
-        already or the store refused."""
+        """Create the session (dated ``created_at``, else now); False if refused here.
+
+        With the tracker's writer the creation is queued: the store's refusal
+        (it exists already, capacity) comes later, to the refusal listeners.
+        ``if_absent``: an existing session is left as it is.
+        """
         try:
             self.tracker.create_session(
-                name, metadata, session_id=session_id, parent_id=parent_id, created_at=created_at
+                name,
+                metadata,
+                session_id=session_id,
+                parent_id=parent_id,
+                created_at=created_at,
+                if_absent=if_absent,
             )
         except InvalidProgress as exc:
             if "already exists" not in str(exc):
@@ -53,15 +64,27 @@ class SafeSessions:
             return False
         return True
 
-    def mutate(self, session_id: str, mutation: Mutation) -> ProgressSession | None:
-        """Run an engine function on the committed session; None if refused or failed."""
+    def mutate(
+        self, session_id: str, mutation: Mutation, *, deferred: bool = False
+    ) -> ProgressSession | None:
+        """Run an engine function on the committed session; None if refused or failed.
+
+        ``deferred``: see :meth:`defer`.
+        """
         try:
-            return self.tracker.apply_mutation(session_id, mutation)
+            return self.tracker.apply_mutation(session_id, mutation, deferred=deferred)
         except (InvalidTransition, SessionNotFound) as exc:
             logger.debug("progress change of %s refused: %s", session_id, exc)
         except ProgressError as exc:
             logger.warning("progress change of %s failed: %s", session_id, exc)
         return None
+
+    def defer(self, session_id: str, mutation: Mutation) -> ProgressSession | None:
+        """Queue an engine function for the tracker's writer, even for a session this
+        process does not know: the store decides, in the writer's next batch (its
+        refusal goes to the refusal listeners). The session as this process will
+        see it, where it knows it; else None. Without a writer it is written now."""
+        return self.mutate(session_id, mutation, deferred=True)
 
     def committed(self, session_id: str) -> ProgressSession | None:
         """The session as the store has it (without history); None if absent or unreadable."""

@@ -79,6 +79,9 @@ class Running:
     hostname: str | None = None
     #: The group, chord or chain session this task is a member of.
     parent_id: str | None = None
+    #: A chain's member: the id of the chain's next task, which this process
+    #: publishes once this one returns (see :mod:`.dispatch`).
+    next_link: str | None = None
     weight: float = 1.0
     index: int | None = None
     #: Latest percentage reported by the task; the ticker rolls it up.
