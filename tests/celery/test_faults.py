@@ -1,5 +1,6 @@
 """Faults: a pool process or a whole worker killed, a task's end missing from the
-store but known to the result backend, a redelivered task, a Redis restart.
+store but known to the result backend, a task dispatched while the store is
+down, a redelivered task, a Redis restart.
 
 Each test starts its own workers (they get killed), with a private queue,
 task-name prefix and SQLite store; the Redis restart uses a Redis server of
@@ -14,7 +15,7 @@ import shutil
 import signal
 import socket
 import subprocess
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -149,6 +150,32 @@ def test_store_down_and_worker_stopped_the_session_ends_as_the_result_backend_sa
         session = finished(project.tracker, result.id, timeout_s=60)
         assert isinstance(session.state, Completed), session.state
         assert session.state.result_summary == "'woke up'"
+    finally:
+        server.close()
+
+
+def test_a_task_dispatched_while_the_store_is_down_keeps_its_dispatch_time(
+    tmp_path: Path, projects: list[tuple[Project, list[Worker]]]
+) -> None:
+    server = PrivatePostgres()
+    server.start()
+    try:
+        config = project_config("redis-sqlite", tmp_path)
+        config = type(config)(**{**config.__dict__, "store": server.url})
+        project = make_project(config)
+        worker = start_worker(project, tmp_path, concurrency=1)
+        projects.append((project, [worker]))
+        server.stop()
+
+        before = datetime.now(UTC)
+        result = project.count.apply_async((3, 0.0), countdown=1.0)
+        sent = datetime.now(UTC)
+        assert result.get(timeout=60) == 3  # started and ended while the store is down
+        server.start()
+
+        session = finished(project.tracker, result.id, timeout_s=90)
+        assert isinstance(session.state, Completed)
+        assert before <= session.created_at <= sent  # not its start, a second later
     finally:
         server.close()
 

@@ -1,6 +1,7 @@
 """A clean stop loses nothing accepted: pool processes recycled after every task
 (``worker_max_tasks_per_child=1``), a worker stopped with SIGTERM right after its
-tasks ended. On a SQLite store and on PostgreSQL (this run's private schema).
+tasks ended, a client that exits right after ``delay()``. On a SQLite store and
+on PostgreSQL (this run's private schema).
 
 Each test starts its own worker (Redis broker and result backend); the
 result backend is the truth each session is checked against.
@@ -9,6 +10,10 @@ result backend is the truth each session is checked against.
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -16,9 +21,9 @@ import pytest
 from celery_progress_mcp import Completed, Failed, ProgressSession
 from celery_progress_mcp.core.states import TERMINAL_STATUSES
 from celery_progress_mcp.testing import eventually
-from tests.celery.conftest import project_config
+from tests.celery.conftest import close_project, project_config
 from tests.celery.project import Project, make_project
-from tests.celery.workers import Worker, start_worker
+from tests.celery.workers import ROOT, Worker, start_worker
 
 STORES = ("redis-sqlite", "redis-postgresql")
 #: Tasks run by pool processes recycled after each one (2 processes): what fits in
@@ -28,6 +33,13 @@ RECYCLED_TASKS = 200
 FAILING_EVERY = 10
 #: Tasks ended just before their worker is stopped.
 STOPPED_TASKS = 20
+#: A client that dispatches tasks to a queue nobody consumes and exits at once.
+CLIENT = """
+from tests.celery.project import ProjectConfig, make_project
+project = make_project(ProjectConfig.from_env())
+for _ in range({tasks}):
+    print(project.count.apply_async((3,), queue=project.config.prefix + ".nobody").id)
+"""
 
 
 def _project(
@@ -101,3 +113,32 @@ def test_a_worker_stopped_right_after_its_tasks_leaves_every_session_completed(
     for session in _sessions(project, [result.id for result in results]).values():
         assert isinstance(session.state, Completed), session.state
         assert session.state.result_summary == "5"
+
+
+@pytest.mark.parametrize("kind", STORES)
+def test_a_client_that_exits_right_after_delay_leaves_its_sessions_created(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    postgres = request.getfixturevalue("postgres_schema") if "postgresql" in kind else None
+    config = project_config(kind, tmp_path, postgres=postgres)
+    env = {**os.environ, **config.env(), "PYTHONPATH": str(ROOT)}
+    before = datetime.now(UTC)
+    client = subprocess.run(
+        [sys.executable, "-c", CLIENT.format(tasks=STOPPED_TASKS)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    ids = client.stdout.split()
+    assert len(ids) == STOPPED_TASKS
+
+    project = make_project(config)  # another process, reading the store
+    try:
+        for session in _sessions(project, ids).values():
+            assert session.status == "initializing"
+            assert before <= session.created_at <= datetime.now(UTC)
+    finally:
+        close_project(project)
