@@ -36,7 +36,7 @@ from .states import (
     check_step_number,
 )
 
-__all__ = ["TRUNCATION_MARKER", "Bounds", "encode_metadata"]
+__all__ = ["TRUNCATION_MARKER", "Bounds", "encode_metadata", "lookup_text"]
 
 #: Ends a text cut to its bound; the result, marker included, fits the bound.
 TRUNCATION_MARKER = "… [truncated]"
@@ -54,6 +54,15 @@ def _not_utf8(value: str) -> bool:
     except UnicodeEncodeError:
         return True
     return False
+
+
+def lookup_text(value: str | None, what: str) -> None:
+    """Refuse a text a session is looked up by (an id, a search) that no store can
+    encode: ``InvalidProgress`` instead of a driver's ``UnicodeEncodeError``."""
+    if value is not None and not isinstance(value, str):
+        raise InvalidProgress(f"{what} must be a string, got {type(value).__name__}")
+    if value is not None and _not_utf8(value):
+        raise InvalidProgress(f"{what} is not valid UTF-8 text (it holds a lone surrogate)")
 
 
 def _storable(value: str) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
+from ..core.bounds import lookup_text
 from ..core.errors import InvalidProgress, SessionNotFound
 from ..core.models import ProgressSession, ProgressStats, detached
 from ..core.states import SessionStatus
@@ -38,6 +39,7 @@ class Reader:
 
     def get_session(self, session_id: str) -> ProgressSession:
         """The session as committed, with this process's held writes applied."""
+        lookup_text(session_id, "session_id")
         windows, lock = self._shared.windows, self._shared.locks.state
         # What this process holds back is read first, then the store (without the
         # state lock): a write made before this call is in one or the other.
@@ -128,6 +130,12 @@ def session_query(
     """Check list filters and build the store's query; ``InvalidProgress`` if bad."""
     if limit < 0 or offset < 0:
         raise InvalidProgress("limit and offset must be non-negative")
+    for text, what in (
+        (operation_id, "operation_id"),
+        (parent_id, "parent_id"),
+        (search, "search"),
+    ):
+        lookup_text(text, what)
     statuses = [status] if isinstance(status, str) else status
     if statuses is not None:
         unknown = set(statuses) - set(SessionStatus)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from ..bus.base import EventBus
+from ..core.bounds import lookup_text
 from ..core.models import ProgressEvent, ProgressEventType
 from ..store.base import Store
 from .locks import TrackerLocks
@@ -45,6 +46,7 @@ class SubscriptionHub:
         since: int | None = None,
     ) -> Subscription:
         """Events from now on or, with ``since``, from the log after that sequence number."""
+        lookup_text(session_id, "session_id")
         subscription = Subscription(
             buffer_size=self._buffer_size,
             session_id=session_id,

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import time
 
+from ..core.bounds import lookup_text
 from ..core.engine import Change
 from ..core.models import ProgressSession
 from ..store.base import Mutation
@@ -73,6 +74,7 @@ class WritePath:
     ) -> ProgressSession | None:
         """Queue the write where the writer can take it, else write it now; the
         session it leaves (as this process will see it, if queued)."""
+        lookup_text(session_id, "session_id")
         precheck = True
         if self._queue is not None:
             deferral, view = self._queue.defer(

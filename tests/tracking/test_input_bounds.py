@@ -72,11 +72,6 @@ def test_bad_input_is_refused_at_the_call_and_nothing_fails_later(
 
 
 @pytest.mark.parametrize("store_kind", ["memory"])
-@pytest.mark.xfail(
-    strict=True,
-    reason="tracking/: the Coalescer holds a plain update back without the engine's "
-    "checks of its state (Engine.bounds.state); the flusher later drops it",
-)
 def test_a_coalesced_update_is_bounded_at_the_call(make_tracker: TrackerFactory) -> None:
     tracker = make_tracker()  # the default window: the second update is held back
     session_id = tracker.create_session("op")

@@ -330,15 +330,7 @@ ADDRESSED = [
     "store_kind",
     [
         "memory",
-        pytest.param(
-            "sqlite",
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=UnicodeEncodeError,
-                reason="tracking/ does not check the ids it addresses sessions by yet: "
-                "the SQL driver fails to encode a lone surrogate",
-            ),
-        ),
+        "sqlite",
     ],
 )
 @pytest.mark.parametrize(("name", "call"), ADDRESSED, ids=[name for name, _ in ADDRESSED])
