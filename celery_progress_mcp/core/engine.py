@@ -308,7 +308,11 @@ class Engine:
         state = Cancelled(
             cancelled_at=now, reason=reason, cancelled_at_percentage=session.percentage
         )
-        return self._transition(session, state, now, {"reason": reason})
+        # Nothing moves a cancelled session again: what was pending or under way
+        # (a group's members, a task's stages) ends with it, in the same change.
+        open_ids = [sub.id for sub in session.sub_operations if not sub.state.is_terminal]
+        ending = [SubOperationUpdate(id=id_, state=SubOperationState.CANCELLED) for id_ in open_ids]
+        return self._transition(session, state, now, {"reason": reason}, ending)
 
     def heartbeat(self, session: ProgressSession, *, now: datetime) -> Change:
         self._require_active(session, "heartbeat")
@@ -358,14 +362,16 @@ class Engine:
         state: ProgressState,
         now: datetime,
         extra: JsonDict,
+        sub_updates: Sequence[SubOperationUpdate] = (),
         *,
         event: ProgressEventType | None = None,
     ) -> Change:
         check_session_transition(session.id, session.state.status, state.status)
-        new = session.replace(state=state, updated_at=now, heartbeat_at=now)
+        subs, drafts = self._apply_sub_updates(session, sub_updates, now)
+        new = session.replace(state=state, sub_operations=subs, updated_at=now, heartbeat_at=now)
         event_type = event or _ENDED_EVENT[state.status]
         snapshot = self._snapshot(new, now, {}, status_changed=True)
-        return Change(new, self._events(new, [(event_type, extra)]), snapshot)
+        return Change(new, self._events(new, [*drafts, (event_type, extra)]), snapshot)
 
     def _status_event(
         self, old: ProgressSession, new: ProgressSession

@@ -204,7 +204,12 @@ class TrackerMachine(RuleBasedStateMachine):
         return {InvalidProgress} if merged_size > MAX_METADATA_BYTES else set()
 
     def end(self, session_id: str, status: str) -> None:
-        self.model[session_id].status = status
+        model = self.model[session_id]
+        model.status = status
+        if status == "cancelled":  # its open sub-operations end with it
+            for sub_id, state in model.subs.items():
+                if not state.is_terminal:
+                    model.subs[sub_id] = SubOperationState.CANCELLED
         self.ended[status] += 1
 
     # -- rules -------------------------------------------------------------------
