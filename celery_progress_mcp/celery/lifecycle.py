@@ -2,8 +2,9 @@
 
 ``task_prerun`` starts it (or continues it: a retry's next attempt, a
 redelivered message), ``task_success``/``task_failure``/``task_revoked``
-end it, ``task_retry`` records the attempt; each also tells the task's
-group, chord or chain (:class:`.canvas.Rollup`).
+end it, ``task_retry`` records the attempt (the percentage back to
+:data:`RETRY_PERCENTAGE`, step "retry N scheduled"); each also tells the
+task's group, chord or chain (:class:`.canvas.Rollup`).
 
 None of them waits on the store: each write is queued for the tracker's
 writer and group-committed with the others (``SafeSessions.defer``), in
@@ -57,6 +58,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "ERROR_MESSAGE_CHARS",
     "RESULT_SUMMARY_CHARS",
+    "RETRY_PERCENTAGE",
     "StartRefused",
     "TaskLifecycle",
     "failure_of",
@@ -68,6 +70,10 @@ __all__ = [
 RESULT_SUMMARY_CHARS = 200
 #: Longest error message recorded on failure.
 ERROR_MESSAGE_CHARS = 1000
+#: A retried task's percentage (0..100) while its next attempt waits, step "retry N
+#: scheduled"; that attempt starts here too and climbs again. MCP progress never
+#: goes down (``mcp.progress_notices``): it resumes once the attempt passes its mark.
+RETRY_PERCENTAGE = 0.0
 
 _summary_repr = reprlib.Repr()
 _summary_repr.maxstring = RESULT_SUMMARY_CHARS
@@ -219,7 +225,7 @@ class TaskLifecycle:
         task_id = getattr(request, "id", None)
         if not task_id:
             return
-        running = self._runtime.finished(task_id)
+        self._runtime.finished(task_id)
         retries = int(getattr(request, "retries", 0) or 0) + 1
         metadata = {
             RETRY_REASON: str(reason)[:ERROR_MESSAGE_CHARS],
@@ -227,8 +233,9 @@ class TaskLifecycle:
             WORKER: None,  # waiting for its next attempt: no worker to watch
             PID: None,
         }
-        percentage = running.percentage if running is not None else None
-        state = InProgress(percentage=percentage, current_step=f"retry {retries} scheduled")
+        # The next attempt runs the task from its start: the bar goes back now, when
+        # the step says why, not later (maybe after a long countdown) without a word.
+        state = InProgress(percentage=RETRY_PERCENTAGE, current_step=f"retry {retries} scheduled")
         self._end(task_id, self._tracker.engine.update, state=state, metadata=metadata)
 
     def on_revoked(
