@@ -16,8 +16,11 @@ percentage stays at 0 and it cannot complete; after it, its percentage is
 A parent completes when it is sealed and every member (and a chord's
 callback, its last sub-operation) has completed; it fails as soon as a
 member fails, naming it; it is cancelled when a member is (a revoked group
-revokes every member). :class:`Rollup` writes a member's changes into its
-parent, and a parent's end into its own parent.
+revokes every member). A cancelled parent's members still pending or running
+end Cancelled in the same change (``Engine.cancel``), and stay so: a
+member's later end (it finished, or was revoked) is refused on the ended
+parent. :class:`Rollup` writes a member's changes into its parent, and a
+parent's end into its own parent.
 """
 
 from __future__ import annotations

@@ -163,7 +163,9 @@ class CeleryProgressTracker:
 
         A revoked task still queued never runs; a running one ends Cancelled
         at its next progress update (cooperative cancellation), or at once
-        with ``terminate=True`` (the pool process gets SIGTERM).
+        with ``terminate=True`` (the pool process gets SIGTERM). A group's,
+        chord's or chain's members still pending or running end Cancelled in
+        its sub-operations with it, and their own sessions are cancelled.
         """
         session = self.get_session(session_id) if revoke and self.enabled else None
         self.tracker.cancel_session(session_id, reason)
