@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from celery import chord, group
+from celery import chain, chord, group
 from celery.result import AsyncResult
 
 from celery_progress_mcp import ProgressEvent, ProgressSession
@@ -147,6 +147,21 @@ def test_a_cancelled_chord_ends_its_members_and_its_callback_cancelled(project: 
     assert shown["sub_operations"][-1]["state"] == "cancelled"
     members = [member.id for member in result.parent.results]
     _check_never_moved_again(project, members, _stored(project, parent_id))
+
+
+def test_a_cancelled_chain_ends_its_running_and_later_tasks_cancelled(project: Project) -> None:
+    tasks = [project.piece.si(index, STEP_S) for index in range(3)]
+    result = chain(*tasks).apply_async()
+    parent_id = project.tracker.session_for(result).id
+    session = _cancel_once_running(project, parent_id)
+    _check_members_cancelled(session, 3)
+    assert session.sub_operations[-1].state is _CANCELLED  # never reached
+    shown = _shown_json(project, parent_id)
+    assert [sub["state"] for sub in shown["sub_operations"]] == [
+        sub.state.value for sub in session.sub_operations
+    ]
+    first = result.parent.parent.id
+    _check_never_moved_again(project, [first], _stored(project, parent_id))
 
 
 def _logged_events(project: Project, session_id: str) -> list[ProgressEvent]:
