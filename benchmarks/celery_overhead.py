@@ -34,7 +34,6 @@ import json
 import os
 import platform
 import secrets
-import socket
 import statistics
 import subprocess
 import sys
@@ -46,8 +45,9 @@ from typing import Any
 
 from celery import Celery, group
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_workers import child_env, percentile, start_worker, stop_worker
+
 #: Calls per timed batch of ``update()`` inside the task.
 BATCH = 100
 
@@ -138,63 +138,6 @@ def build_app() -> Celery:
 app = build_app() if os.environ.get("CPM_BENCH_PREFIX") else None
 
 
-# -- running a worker ------------------------------------------------------------------------
-
-
-def _start_worker(
-    env: dict[str, str], prefix: str, log: Path, client: Celery
-) -> subprocess.Popen[bytes]:
-    command = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "celery_overhead:app",
-        "worker",
-        "--pool=prefork",
-        "--concurrency=2",
-        "--loglevel=WARNING",
-        "--without-gossip",
-        "--without-mingle",
-        "-Q",
-        prefix,
-        "-n",
-        f"{prefix}@{socket.gethostname()}",
-    ]
-    with log.open("ab") as output:
-        worker = subprocess.Popen(
-            command,
-            cwd=HERE,
-            env={**env, "PYTHONPATH": os.pathsep.join([str(HERE), str(ROOT)])},
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if client.control.ping(destination=[f"{prefix}@{socket.gethostname()}"], timeout=1.0):
-            return worker
-        if worker.poll() is not None:
-            break
-        time.sleep(0.2)
-    worker.kill()
-    raise RuntimeError(f"the worker did not start; see {log}")
-
-
-def _stop_worker(worker: subprocess.Popen[bytes]) -> None:
-    worker.terminate()
-    try:
-        worker.wait(30)
-    except subprocess.TimeoutExpired:
-        worker.kill()
-        worker.wait(10)
-
-
-def _percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
-    return ordered[index]
-
-
 # -- the subscriber (another process) ----------------------------------------------------------
 
 
@@ -246,17 +189,17 @@ def measure(options: argparse.Namespace) -> dict[str, Any]:
         return client.tasks[f"{prefix}.{name}"].apply_async(args).get(timeout=600)
 
     figures: dict[str, Any] = {}
-    worker = _start_worker(env, prefix, log, client)
+    worker = start_worker("celery_overhead:app", env, prefix, log, client)
     try:
         updates = call("tracked_updates", options.updates)
         recorder = call("tracked_recorder", options.updates)
         theirs = call("celery_progress_recorder", options.writes)
         bare = call("bare_update_state", options.writes)
     finally:
-        _stop_worker(worker)
+        stop_worker(worker)
     figures["update_us"] = {
         "median": statistics.median(updates),
-        "p90": _percentile(updates, 0.9),
+        "p90": percentile(updates, 0.9),
         "calls": len(updates) * BATCH,
     }
     figures["our_progress_recorder_us"] = {"median": statistics.median(recorder)}
@@ -292,12 +235,12 @@ def measure(options: argparse.Namespace) -> dict[str, Any]:
     # Latency with the window at 0: every update is written and published.
     env["CPM_BENCH_WINDOW_MS"] = "0"
     os.environ["CPM_BENCH_WINDOW_MS"] = "0"
-    worker = _start_worker(env, prefix, log, client)
+    worker = start_worker("celery_overhead:app", env, prefix, log, client)
     try:
         session_id = str(uuid.uuid4())
         watcher = subprocess.Popen(
             [sys.executable, str(Path(__file__).resolve()), "--subscriber", session_id],
-            env={**env, "PYTHONPATH": os.pathsep.join([str(HERE), str(ROOT)])},
+            env=child_env(env),
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -310,11 +253,11 @@ def measure(options: argparse.Namespace) -> dict[str, Any]:
         output, _ = watcher.communicate(timeout=120)
         latencies = json.loads(output.strip().splitlines()[-1])
     finally:
-        _stop_worker(worker)
+        stop_worker(worker)
     figures["latency_ms"] = {
-        "p50": _percentile(latencies, 0.5),
-        "p90": _percentile(latencies, 0.9),
-        "p99": _percentile(latencies, 0.99),
+        "p50": percentile(latencies, 0.5),
+        "p90": percentile(latencies, 0.9),
+        "p99": percentile(latencies, 0.99),
         "events": len(latencies),
     }
     figures["targets_met"] = {

@@ -30,7 +30,6 @@ import json
 import os
 import platform
 import secrets
-import socket
 import statistics
 import subprocess
 import sys
@@ -47,6 +46,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path[:0] = [str(HERE), str(ROOT)]
 
+from bench_workers import child_env, percentile, start_worker, stop_worker  # noqa: E402
 from store import private_database  # noqa: E402  (a sibling benchmark script)
 
 #: ``self.progress.update()`` calls per task.
@@ -91,50 +91,6 @@ def build_app() -> Celery:
 
 
 app = build_app() if os.environ.get("CPM_TP_PREFIX") else None
-
-
-# -- a worker ---------------------------------------------------------------------------------
-
-
-def start_worker(
-    env: dict[str, str], prefix: str, log: Path, client: Celery
-) -> subprocess.Popen[bytes]:
-    name = f"{prefix}@{socket.gethostname()}"
-    command = [
-        sys.executable, "-m", "celery", "-A", "task_throughput:app", "worker",
-        "--pool=prefork", "--concurrency=2", "--loglevel=WARNING",
-        "--without-gossip", "--without-mingle", "-Q", prefix, "-n", name,
-    ]  # fmt: skip
-    with log.open("ab") as output:
-        worker = subprocess.Popen(
-            command, cwd=HERE, env=_child_env(env), stdout=output, stderr=subprocess.STDOUT
-        )
-    deadline_s = time.monotonic() + 90
-    while time.monotonic() < deadline_s:
-        if client.control.ping(destination=[name], timeout=1.0):
-            return worker
-        if worker.poll() is not None:
-            break
-    worker.kill()
-    raise RuntimeError(f"the worker did not start; see {log}")
-
-
-def stop_worker(worker: subprocess.Popen[bytes]) -> None:
-    worker.terminate()
-    try:
-        worker.wait(60)
-    except subprocess.TimeoutExpired:
-        worker.kill()
-        worker.wait(10)
-
-
-def _child_env(env: dict[str, str]) -> dict[str, str]:
-    return {**env, "PYTHONPATH": os.pathsep.join([str(HERE), str(ROOT)])}
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))]
 
 
 # -- one measured run -----------------------------------------------------------------------------
@@ -190,7 +146,7 @@ def visibility(client: Celery, prefix: str, env: dict[str, str], samples: int) -
     """Delays until another process sees a dispatched task's session, in ms."""
     watching = subprocess.Popen(
         [sys.executable, str(Path(__file__).resolve()), "--watch", env["CPM_TP_STORE"]],
-        env=_child_env(env), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        env=child_env(env), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert watching.stdin is not None
     assert watching.stdout is not None
@@ -232,7 +188,9 @@ def measure_store(kind: str, store_url: str, options: argparse.Namespace) -> dic
             }
             os.environ.update(env)
             client = build_app()
-            worker = start_worker(env, prefix, work_dir / "worker.log", client)
+            worker = start_worker(
+                "task_throughput:app", env, prefix, work_dir / "worker.log", client
+            )
             try:
                 run_tasks(client, prefix, min(50, options.tasks))  # warm the pool and connections
                 rate, delay_ms = run_tasks(client, prefix, options.tasks)
