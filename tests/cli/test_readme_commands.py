@@ -131,7 +131,9 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 @contextmanager
-def started(command: str, env: dict[str, str], **options: object) -> Iterator[subprocess.Popen[str]]:
+def started(
+    command: str, env: dict[str, str], **options: object
+) -> Iterator[subprocess.Popen[str]]:
     """``command`` through the shell in example_project/, stopped (its whole group) at the end."""
     process: subprocess.Popen[str] = subprocess.Popen(  # type: ignore[call-overload]
         ["bash", "-c", command],
@@ -167,10 +169,11 @@ def run(command: str, env: dict[str, str]) -> str:
     return done.stdout
 
 
-def session(env: dict[str, str], session_id: str) -> dict[str, object]:
-    shown = run(f"celery-progress-mcp -A proj sessions show {session_id} --json", env)
-    value: dict[str, object] = json.loads(shown)
-    return value
+def status(env: dict[str, str], session_id: str) -> str:
+    """The session's status, as ``sessions show --json`` prints it."""
+    shown = json.loads(run(f"celery-progress-mcp -A proj sessions show {session_id} --json", env))
+    assert shown["id"] == session_id
+    return str(shown["state"]["status"])
 
 
 @pytest.fixture(scope="module")
@@ -179,18 +182,24 @@ def worker(env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
         yield process
 
 
-@pytest.fixture(scope="module")
-def session_id(env: dict[str, str], worker: subprocess.Popen[str]) -> str:
-    """The README's dispatch; the worker checked by the session it starts."""
+def dispatched_running(env: dict[str, str]) -> str:
+    """The README's dispatch, run until the worker has started the session it printed."""
     printed = run(DISPATCH, env).strip()
     assert re.fullmatch(r"[0-9a-f-]{36}", printed), printed
 
     def running() -> bool:
-        assert worker.poll() is None, "the worker exited"
-        return session(env, printed)["status"] == "in_progress"
+        return status(env, printed) == "in_progress"
 
     eventually(running, timeout_s=START_GUARD_S, interval_s=0.2, what="the worker running it")
     return printed
+
+
+@pytest.fixture(scope="module")
+def session_id(env: dict[str, str], worker: subprocess.Popen[str]) -> str:
+    """A pipeline dispatched by the README's line; the worker checked by running it."""
+    dispatched = dispatched_running(env)
+    assert worker.poll() is None, "the worker exited"
+    return dispatched
 
 
 def check_cwd(command: str, env: dict[str, str], session_id: str) -> None:
@@ -200,12 +209,12 @@ def check_cwd(command: str, env: dict[str, str], session_id: str) -> None:
 
 def check_worker(command: str, env: dict[str, str], session_id: str) -> None:
     """Started by the ``worker`` fixture; ``session_id`` proved it runs tasks."""
-    assert session(env, session_id)["status"] in {"in_progress", "completed"}
+    assert status(env, session_id) in {"in_progress", "completed"}
 
 
 def check_dispatch(command: str, env: dict[str, str], session_id: str) -> None:
     """Run by the ``session_id`` fixture, which printed a session id."""
-    assert session(env, session_id)["id"] == session_id
+    assert status(env, session_id)
 
 
 def check_completes(command: str, env: dict[str, str], session_id: str) -> None:
@@ -293,14 +302,16 @@ def check_mcp_http(command: str, env: dict[str, str], session_id: str) -> None:
 
 
 def check_cancel(command: str, env: dict[str, str], session_id: str) -> None:
-    """Both forms exit 0; the running pipeline ends cancelled."""
+    """Each form cancels a running pipeline of its own, which ends cancelled."""
     for form in forms(command, session_id):
-        assert f"cancelled {session_id}" in run(form, env)
+        running = dispatched_running(env)
+        form = form.replace(session_id, running)
+        assert f"cancelled {running}" in run(form, env)
 
-    def ended() -> bool:
-        return session(env, session_id)["status"] == "cancelled"
+        def ended(running: str = running) -> bool:
+            return status(env, running) == "cancelled"
 
-    eventually(ended, timeout_s=START_GUARD_S, interval_s=0.2, what="the pipeline cancelled")
+        eventually(ended, timeout_s=START_GUARD_S, interval_s=0.2, what=f"{form}: cancelled")
 
 
 CHECKERS: dict[str, Callable[[str, dict[str, str], str], None]] = {
