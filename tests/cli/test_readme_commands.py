@@ -25,7 +25,6 @@ import select
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -228,7 +227,12 @@ def check_completes(command: str, env: dict[str, str], session_id: str) -> None:
 def check_watch(command: str, env: dict[str, str], session_id: str) -> None:
     """Its first screen on a terminal (a pty) shows the live table; Ctrl-C stops it."""
     for form in forms(command, session_id):
-        leader, follower = pty.openpty()
+        watch_first_screen(form, env, session_id)
+
+
+def watch_first_screen(form: str, env: dict[str, str], session_id: str) -> None:
+    leader, follower = pty.openpty()
+    try:
         with started(form, env, stdin=follower, stdout=follower, stderr=follower) as process:
             os.close(follower)
             screen = b""
@@ -243,6 +247,7 @@ def check_watch(command: str, env: dict[str, str], session_id: str) -> None:
             eventually(drawn, timeout_s=START_GUARD_S, interval_s=0.05, what=f"{form} drawn")
             os.killpg(process.pid, signal.SIGINT)
             assert process.wait(COMMAND_GUARD_S) == 0
+    finally:
         os.close(leader)
 
 
