@@ -23,6 +23,7 @@ import pty
 import re
 import select
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -114,7 +115,8 @@ def forms(command: str, session_id: str) -> list[str]:
 
 def test_every_readme_command_is_run_here() -> None:
     shown = [command for path in READMES for command in readme_commands(path)]
-    assert sorted(set(shown)) == sorted(CHECKS)
+    assert set(shown) - set(CHECKS) == set(), "README commands this test does not run"
+    assert set(CHECKS) - set(shown) == set(), "commands run here that no README shows"
 
 
 @pytest.fixture(scope="module")
@@ -251,12 +253,19 @@ def watch_first_screen(form: str, env: dict[str, str], session_id: str) -> None:
         os.close(leader)
 
 
+def assert_free(port: int) -> None:
+    """The README's fixed port is free: an answer must come from the command started here."""
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", port)) != 0, f"port {port} is already in use"
+
+
 def check_dashboard(command: str, env: dict[str, str], session_id: str) -> None:
     """Answers on http://127.0.0.1:5566/ (with the token, and CORS headers, where asked)."""
     headers = {"Origin": "http://localhost:8000"}
     if "--token" in command:
         headers["Authorization"] = f"Bearer {TOKEN}"
-    with started(command, env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as process:
+    assert_free(5566)
+    with started(command, env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as process:
 
         def answered() -> httpx.Response:
             assert process.poll() is None, f"{command} exited"
@@ -293,6 +302,7 @@ def check_mcp_http(command: str, env: dict[str, str], session_id: str) -> None:
         async with client:
             return {tool.name for tool in (await client.list_tools()).tools}
 
+    assert_free(5577)
     with started(command, env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as process:
 
         def listed() -> set[str]:
