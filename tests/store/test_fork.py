@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from celery_progress_mcp import ProgressSession
 from celery_progress_mcp.core.engine import Change
@@ -150,3 +151,41 @@ def test_a_forked_child_uses_its_copy_of_a_memory_store() -> None:
     assert parent is not None
     assert parent.percentage == 60
     assert store.get("child") is None  # the child's copy was its own
+
+
+def test_on_sqlite_a_fork_waits_for_any_call_into_sqlite_in_flight(tmp_path: Path) -> None:
+    """Not only a write: a read or a WAL checkpoint of another thread may hold the
+    library's global mutexes (its allocator's), which a child would inherit locked."""
+    store = SqlStore(f"sqlite:///{tmp_path / 'progress.db'}")
+    try:
+        create(store, "parent")
+        apply_all(store, "parent", [update(1), update(2), update(3)])
+        inside, release = threading.Event(), threading.Event()
+
+        def reading() -> None:
+            with sqlite_lock.sqlite_in_use:  # as every read and checkpoint is
+                store.get("parent")
+                inside.set()
+                release.wait(HOLD_S)
+
+        reader = threading.Thread(target=reading)
+        reader.start()
+        assert inside.wait(HOLD_S)
+        children: list[Forked] = []
+        forking = threading.Thread(
+            target=lambda: children.append(
+                Forked(child_works, store, _sees_what_the_parent_committed)
+            )
+        )
+        forking.start()
+        eventually(lambda: sqlite_lock.sqlite_in_use._forking, what="the fork to wait for the read")
+        assert children == []
+        release.set()
+        reader.join(HOLD_S)
+        forking.join(HOLD_S)
+        (child,) = children
+        child.succeeded()
+        store.get("parent")  # new calls go on after the fork
+    finally:
+        release.set()
+        store.close()

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from sqlalchemy import Engine
@@ -43,9 +43,13 @@ class WalCheckpointer:
         write_lock: AbstractContextManager[object],
         *,
         interval_s: float = CHECKPOINT_INTERVAL_S,
+        in_use: AbstractContextManager[object] | None = None,
     ) -> None:
+        """``in_use``: entered around each checkpoint, before ``write_lock`` (a fork
+        waits for it: see ``sqlite_lock``)."""
         self._engine = engine
         self._write_lock = write_lock
+        self._in_use = in_use if in_use is not None else nullcontext()
         self._interval_s = interval_s
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -70,11 +74,15 @@ class WalCheckpointer:
         while not stop.wait(self._interval_s):
             frames = self.checkpoint()
             if frames > RESTART_FRAMES:
-                with self._write_lock:
+                with self._in_use, self._write_lock:
                     self.checkpoint()
 
     def checkpoint(self) -> int:
         """Run a PASSIVE checkpoint; return the log's length in pages (0 if it failed)."""
+        with self._in_use:
+            return self._checkpoint()
+
+    def _checkpoint(self) -> int:
         raw: Any = None
         try:
             raw = self._engine.raw_connection()

@@ -21,6 +21,15 @@ child that inherited a connection in the middle of a write transaction
 would find the database locked for ever, and closing that connection in
 the child would be worse (its rollback edits the WAL index that the parent
 is using). Between transactions, an inherited connection holds nothing.
+
+Any other call into SQLite counts too: the library's own global mutexes
+(its allocator's, taken on every allocation) are plain process memory, so
+a fork made while a thread of the parent is inside SQLite (a read, a WAL
+checkpoint) can leave one locked in the child for ever, and the child's
+first connection then hangs (a pool process recycled by Celery did, at
+the rate of a fork every few hundred milliseconds). So every SQLite call
+of the store runs inside :data:`sqlite_in_use`, which a fork waits for
+first, holding new calls back until it is made.
 """
 
 from __future__ import annotations
@@ -31,7 +40,7 @@ import os
 import threading
 from types import TracebackType
 
-__all__ = ["SqliteWriterLock", "writer_lock_for"]
+__all__ = ["SqliteUse", "SqliteWriterLock", "sqlite_in_use", "writer_lock_for"]
 
 logger = logging.getLogger(__name__)
 
@@ -94,9 +103,63 @@ class SqliteWriterLock:
             self._thread_lock.release()
 
 
+class SqliteUse:
+    """The SQLite calls of this process in flight, which a fork waits for.
+
+    Entered around every call into SQLite (re-entrant within a thread), before
+    any writer lock; :meth:`hold` waits until none is in flight and holds new
+    ones back until :meth:`release`.
+    """
+
+    def __init__(self) -> None:
+        self.after_fork()
+
+    def __enter__(self) -> SqliteUse:
+        depth = getattr(self._depth, "value", 0)
+        if not depth:
+            with self._condition:
+                while self._forking:
+                    self._condition.wait()
+                self._users += 1
+        self._depth.value = depth + 1
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._depth.value -= 1
+        if not self._depth.value:
+            with self._condition:
+                self._users -= 1
+                if not self._users:
+                    self._condition.notify_all()
+
+    def hold(self) -> None:
+        with self._condition:
+            self._forking = True
+            while self._users:
+                self._condition.wait()
+
+    def release(self) -> None:
+        with self._condition:
+            self._forking = False
+            self._condition.notify_all()
+
+    def after_fork(self) -> None:
+        """Start afresh (in a forked child: no thread but the one that forked, which
+        is inside no call)."""
+        self._condition = threading.Condition(threading.Lock())
+        self._users = 0
+        self._forking = False
+        self._depth = threading.local()
+
+
+#: This process's SQLite calls in flight (see the module's docstring).
+sqlite_in_use = SqliteUse()
+
+
 def _hold_before_fork() -> None:
-    """Wait for this process's writes in flight; none starts until the fork is made."""
+    """Wait for this process's SQLite calls in flight; none starts until the fork is made."""
     _locks_guard.acquire()
+    sqlite_in_use.hold()
     for lock in _locks.values():
         lock._thread_lock.acquire()
 
@@ -104,12 +167,14 @@ def _hold_before_fork() -> None:
 def _release_after_fork_in_parent() -> None:
     for lock in _locks.values():
         lock._thread_lock.release()
+    sqlite_in_use.release()
     _locks_guard.release()
 
 
 def _reset_after_fork_in_child() -> None:
     """A forked child starts with its parent's locks held by the thread that forked."""
     global _locks_guard
+    sqlite_in_use.after_fork()
     _locks_guard = threading.Lock()
     for lock in _locks.values():
         lock._thread_lock = threading.Lock()

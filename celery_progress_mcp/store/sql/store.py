@@ -87,7 +87,7 @@ class SqlStore(Store):
         self.engine = engine
         self._tx = Transactor(engine)
         self._checkpointer = (
-            WalCheckpointer(engine, self._tx.write_lock)
+            WalCheckpointer(engine, self._tx.write_lock, in_use=self._tx.in_use)
             if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:")
             else None
         )

@@ -35,7 +35,7 @@ from ...core.errors import StoreUnavailable
 from .connect import BEGIN_OPTION
 from .executor import Executor, compile_for
 from .failures import Failure, classify
-from .sqlite_lock import writer_lock_for
+from .sqlite_lock import sqlite_in_use, writer_lock_for
 
 __all__ = ["CONTENTION_DEADLINE_S", "CommitInDoubt", "Transactor"]
 
@@ -80,6 +80,10 @@ class Transactor:
         self.write_lock: AbstractContextManager[object] = (
             writer_lock_for(engine.url.database or "") if self.sqlite else nullcontext()
         )
+        #: Around every call into SQLite, so that a fork waits for it (see ``sqlite_lock``).
+        self.in_use: AbstractContextManager[object] = (
+            sqlite_in_use if self.sqlite else nullcontext()
+        )
         self._writer: Any = None
         self._writer_pid = 0
         self._forked_writers: list[Any] = []
@@ -100,7 +104,7 @@ class Transactor:
     # -- running ---------------------------------------------------------------
 
     def _run_fast(self, work: Callable[[Executor], T], attempt: _Attempt, *, write: bool) -> T:
-        with self.write_lock if write else nullcontext():
+        with self.in_use, self.write_lock if write else nullcontext():
             keep = write and self.sqlite
             raw = self._writer_connection() if keep else self.engine.raw_connection()
             try:
@@ -149,10 +153,11 @@ class Transactor:
             self._writer = None
 
     def close(self) -> None:
-        with self.write_lock:
-            writer, self._writer = self._writer, None
-        if writer is not None and self._writer_pid == os.getpid():
-            writer.close()
+        with self.in_use:
+            with self.write_lock:
+                writer, self._writer = self._writer, None
+            if writer is not None and self._writer_pid == os.getpid():
+                writer.close()
 
     def _abandon(self, raw: Any, error: BaseException) -> bool:
         """Roll back; a connection that failed under us is invalidated (True), never reused."""
@@ -174,7 +179,7 @@ class Transactor:
         return False
 
     def _run_core(self, work: Callable[[Connection], T], attempt: _Attempt, *, snapshot: bool) -> T:
-        with self.engine.connect() as conn:
+        with self.in_use, self.engine.connect() as conn:
             if snapshot and not self.sqlite:
                 conn.execution_options(isolation_level="REPEATABLE READ")
             elif self.sqlite:
