@@ -186,13 +186,18 @@ class Bounds:
 
     # -- models -----------------------------------------------------------------
 
+    def in_progress(self, state: InProgress) -> None:
+        """Refuse an in-progress state over the bounds (the hot path: no match, no copy)."""
+        if state.current_step is not None:
+            self.step(state.current_step)
+        if state.current_step_number is not None:
+            check_step_number(state.current_step_number, state.total_steps)
+
     def state(self, state: ProgressState) -> ProgressState:
         """``state`` within bounds: its step checked, its texts truncated."""
         match state:
-            case InProgress(current_step=step):
-                if step is not None:
-                    self.step(step)
-                check_step_number(state.current_step_number, state.total_steps)
+            case InProgress():
+                self.in_progress(state)
                 return state
             case Paused(reason=reason):
                 return _changed(state, "reason", reason, self.reason(reason))

@@ -53,7 +53,7 @@ class Coalescer:
             ):
                 return False
             assert window.session is not None  # known: it is in progress
-            self._engine.bounds.state(state)  # held back, it must be as writable as written
+            self._engine.bounds.in_progress(state)  # held back, it must be as writable as written
             if sub_updates:
                 checked = self._sub_updates_coalesce(window, sub_updates)
                 if checked is None:
