@@ -52,8 +52,8 @@ def serve(
     """Run the dashboard until interrupted. Refuses a non-loopback host without auth."""
     import uvicorn
 
+    from ..monitor.live import DEFAULT_MAX_STREAMS
     from ..web.app import create_app
-    from ..web.live import DEFAULT_MAX_STREAMS
 
     if not is_loopback(host) and token is None and basic_auth is None:
         raise ConfigError(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .tracker_access import ActionHook
+from ..monitor.tracker_access import ActionHook
 
 if TYPE_CHECKING:
     from .app import create_app

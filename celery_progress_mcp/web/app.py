@@ -35,7 +35,6 @@ import contextlib
 from collections.abc import AsyncIterator, Collection
 from typing import TYPE_CHECKING
 
-from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -46,13 +45,14 @@ from starlette.staticfiles import StaticFiles
 
 from ..celery.tracker import CeleryProgressTracker
 from ..core.errors import ConfigError, ProgressError
+from ..monitor.compat_reader import CompatReader
+from ..monitor.live import DEFAULT_INTERVAL_S, DEFAULT_MAX_STREAMS, LiveHub
+from ..monitor.pages import templates
+from ..monitor.tracker_access import ActionHook, TrackerAccess
 from ..tracking.tracker import ProgressTracker
 from .api import api_routes, error_response, http_error_response
-from .compat_reader import CompatReader
 from .cors import CorsMiddleware, checked_origins
 from .dashboard import Dashboard
-from .formatting import FILTERS
-from .live import DEFAULT_INTERVAL_S, DEFAULT_MAX_STREAMS, LiveHub
 from .metrics import DashboardMetrics
 from .pages import page_routes
 from .security import (
@@ -63,7 +63,6 @@ from .security import (
     token_problem,
 )
 from .throttle import DEFAULT_FAILED_LOGIN_WINDOW_S, DEFAULT_FAILED_LOGINS, LoginThrottle
-from .tracker_access import ActionHook, TrackerAccess
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -142,7 +141,7 @@ def create_app(
         hub=hub,
         metrics=metrics,
         auth=auth,
-        templates=_templates(),
+        templates=templates(),
         title=title,
         celery_progress=CompatReader(access, celery_app),
         throttle=throttle,
@@ -172,7 +171,7 @@ def create_app(
             *page_routes(board),
             Mount(
                 "/static",
-                app=StaticFiles(packages=[("celery_progress_mcp.web", "static")]),
+                app=StaticFiles(packages=[("celery_progress_mcp.monitor", "static")]),
                 name="static",
             ),
         ],
@@ -191,14 +190,3 @@ def create_app(
     )
     app.state.dashboard = board
     return app
-
-
-def _templates() -> Environment:
-    environment = Environment(
-        loader=PackageLoader("celery_progress_mcp.web", "templates"),
-        autoescape=select_autoescape(default=True, default_for_string=True),
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    environment.filters.update(FILTERS)
-    return environment

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from jinja2 import Environment
 from starlette.requests import Request
 
-from .compat_reader import CompatReader
-from .live import LiveHub
+from ..monitor.compat_reader import CompatReader
+from ..monitor.live import LiveHub
+from ..monitor.tracker_access import TrackerAccess
 from .metrics import DashboardMetrics
 from .security import AuthSettings
 from .throttle import LoginThrottle
-from .tracker_access import TrackerAccess
 
 __all__ = ["Dashboard", "dashboard_of"]
 

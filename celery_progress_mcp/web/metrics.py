@@ -31,7 +31,7 @@ from prometheus_client.registry import Collector
 
 from ..core.models import ProgressEvent, ProgressEventType, ProgressStats
 from ..core.states import SessionStatus
-from .tracker_access import MAX_ACTIVE_SCAN_ROWS, TrackerAccess
+from ..monitor.tracker_access import MAX_ACTIVE_SCAN_ROWS, TrackerAccess
 
 __all__ = ["CONTENT_TYPE", "DashboardMetrics"]
 

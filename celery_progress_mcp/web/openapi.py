@@ -9,8 +9,8 @@ from pydantic.json_schema import models_json_schema
 
 from ..core.models import ProgressEventType
 from ..core.states import SessionStatus
-from . import schemas
-from .params import (
+from ..monitor import schemas
+from ..monitor.params import (
     MAX_ID_CHARS,
     MAX_OFFSET,
     MAX_PAGE_SIZE,

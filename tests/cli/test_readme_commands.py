@@ -183,9 +183,14 @@ def worker(env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
         yield process
 
 
-def dispatched_running(env: dict[str, str]) -> str:
-    """The README's dispatch, run until the worker has started the session it printed."""
-    printed = run(DISPATCH, env).strip()
+#: A pipeline long enough to be cancelled while it runs, however slow the commands that
+#: watch it start (each is a new process): the README's dispatch with ten times the rows.
+LONG_DISPATCH = DISPATCH.replace("pipeline.delay()", "pipeline.delay(rows=200_000)")
+
+
+def dispatched_running(env: dict[str, str], dispatch: str = DISPATCH) -> str:
+    """``dispatch`` (the README's), run until the worker has started the session it printed."""
+    printed = run(dispatch, env).strip()
     assert re.fullmatch(r"[0-9a-f-]{36}", printed), printed
 
     def running() -> bool:
@@ -319,7 +324,7 @@ def check_mcp_http(command: str, env: dict[str, str], session_id: str) -> None:
 def check_cancel(command: str, env: dict[str, str], session_id: str) -> None:
     """Each form cancels a running pipeline of its own, which ends cancelled."""
     for form in forms(command, session_id):
-        running = dispatched_running(env)
+        running = dispatched_running(env, LONG_DISPATCH)
         form = form.replace(session_id, running)
         assert f"cancelled {running}" in run(form, env)
 

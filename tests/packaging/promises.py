@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 #: The subpackages that need an extra; every other module imports with the base install.
-EXTRA_PACKAGES = ("celery_progress_mcp.mcp", "celery_progress_mcp.web")
+EXTRA_PACKAGES = ("celery_progress_mcp.mcp", "celery_progress_mcp.monitor", "celery_progress_mcp.web")
 #: Alembic's scripts, run by Alembic (``check_base`` migrates a store with them), not imported.
 MIGRATIONS = "celery_progress_mcp.store.migrations"
 #: Where the venv's commands are.
@@ -121,6 +121,7 @@ def check_redis(scratch: Path) -> None:
 
 def check_web(scratch: Path) -> None:
     """Every module of web/; the dashboard serves its page and static files from the wheel."""
+    import_tree("celery_progress_mcp.monitor")
     import_tree("celery_progress_mcp.web")
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

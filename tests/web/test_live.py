@@ -18,15 +18,15 @@ from celery_progress_mcp import (
     ProgressEventType,
     ProgressTracker,
 )
-from celery_progress_mcp.store.sql import SqlStore
-from celery_progress_mcp.web import create_app
-from celery_progress_mcp.web.live import (
+from celery_progress_mcp.monitor.live import (
     MAX_QUEUED_FRAMES,
     LiveHub,
     StreamFilter,
     _Client,
     merge_events,
 )
+from celery_progress_mcp.store.sql import SqlStore
+from celery_progress_mcp.web import create_app
 
 from .conftest import TOKEN
 from .server import serving
@@ -253,7 +253,7 @@ def test_a_client_that_falls_behind_gets_one_resync() -> None:
 
 def test_unknown_live_source_is_refused(tracker: ProgressTracker) -> None:
     from celery_progress_mcp import InvalidProgress
-    from celery_progress_mcp.web.tracker_access import TrackerAccess
+    from celery_progress_mcp.monitor.tracker_access import TrackerAccess
 
     with pytest.raises(InvalidProgress):
         LiveHub(TrackerAccess(tracker), source="carrier pigeon")

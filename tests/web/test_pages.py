@@ -108,7 +108,7 @@ def test_empty_store(client: TestClient, tracker: ProgressTracker) -> None:
 @pytest.mark.parametrize("auth_mode", ["open"])
 def test_event_log_shows_the_newest_events(client: TestClient, tracker: ProgressTracker) -> None:
     from celery_progress_mcp import InProgress
-    from celery_progress_mcp.web.pages import EVENT_LOG_ROWS
+    from celery_progress_mcp.monitor.pages import EVENT_LOG_ROWS
 
     session_id = tracker.create_session("chatty")
     for step in range(1, 1200):

@@ -1,11 +1,14 @@
-"""Query-string parsing for the API and the pages: bad input is a 400, never a 500."""
+"""Query-string parsing for the API and the pages: bad input is a 400, never a 500.
+
+Framework-neutral: it reads any mapping with ``get`` and ``getlist``.
+"""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-
-from starlette.datastructures import QueryParams
+from typing import Protocol
 
 from ..core.errors import InvalidProgress, SessionNotFound
 from ..core.states import SessionStatus
@@ -16,6 +19,7 @@ __all__ = [
     "MAX_SEQ",
     "TEXT_PATTERN",
     "ListFilters",
+    "QueryParams",
     "checked_id",
     "checked_task_id",
     "has_control_characters",
@@ -40,6 +44,14 @@ MAX_ID_CHARS = 255
 #: The ids celery-progress's URL pattern takes (``[\\w-]+``; others match no route
 #: there), in ASCII as the OpenAPI document says: ``^[A-Za-z0-9_-]{1,255}$``.
 _TASK_ID = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_ID_CHARS}}}")
+
+
+class QueryParams(Protocol):
+    """A parsed query string: Starlette's ``QueryParams``, Django's ``QueryDict``."""
+
+    def get(self, key: str, /) -> str | None: ...
+
+    def getlist(self, key: str, /) -> Sequence[str]: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,10 +5,15 @@
 
 (function () {
   const body = document.body;
+  // The pages' prefix, and the JSON API's (the same on the Starlette dashboard;
+  // under Django the API sits beside the pages).
   const base = body.dataset.base || "";
+  const api = body.dataset.api === undefined ? base : body.dataset.api;
+  // Django's CSRF token, where the page carries one (its middleware checks the header).
+  const csrf = body.dataset.csrf ? { "X-CSRFToken": body.dataset.csrf } : {};
   const liveBadge = document.getElementById("live");
 
-  // -- formatting (mirrors web/formatting.py) ----------------------------------
+  // -- formatting (mirrors monitor/formatting.py) ----------------------------------
 
   function duration(seconds) {
     if (seconds === null || seconds === undefined) return "";
@@ -81,7 +86,7 @@
     };
   }
   async function getJson(path) {
-    const response = await fetch(base + path, { headers: { Accept: "application/json" }, credentials: "same-origin" });
+    const response = await fetch(api + path, { headers: { Accept: "application/json" }, credentials: "same-origin" });
     if (!response.ok) throw new Error(path + ": HTTP " + response.status);
     return response.json();
   }
@@ -91,7 +96,7 @@
 
   // One EventSource; the browser resumes it with Last-Event-ID after a drop.
   function connect(query, handlers) {
-    const source = new EventSource(base + "/api/events?" + query.toString());
+    const source = new EventSource(api + "/api/events?" + query.toString());
     source.addEventListener("open", () => { liveBadge.textContent = "live"; liveBadge.classList.add("on"); });
     source.addEventListener("error", () => { liveBadge.textContent = "reconnecting"; liveBadge.classList.remove("on"); });
     source.addEventListener("progress", (event) => {
@@ -398,10 +403,10 @@
         result.classList.remove("error");
         setText(result, action + "…");
         try {
-          const response = await fetch(base + "/api/sessions/" + segment(id) + "/" + action, {
+          const response = await fetch(api + "/api/sessions/" + segment(id) + "/" + action, {
             method: "POST",
             credentials: "same-origin",
-            headers: { "Content-Type": "application/json", "X-Requested-With": "celery-progress-mcp" },
+            headers: { "Content-Type": "application/json", "X-Requested-With": "celery-progress-mcp", ...csrf },
             body: action === "resume" ? "" : JSON.stringify({ reason: action === "cancel" ? "cancelled from the dashboard" : "paused from the dashboard" }),
           });
           const answer = await response.json();
