@@ -22,7 +22,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 #: The subpackages that need an extra; every other module imports with the base install.
-EXTRA_PACKAGES = ("celery_progress_mcp.mcp", "celery_progress_mcp.monitor", "celery_progress_mcp.web")
+EXTRA_PACKAGES = (
+    "celery_progress_mcp.mcp",
+    "celery_progress_mcp.monitor",
+    "celery_progress_mcp.web",
+)
 #: Alembic's scripts, run by Alembic (``check_base`` migrates a store with them), not imported.
 MIGRATIONS = "celery_progress_mcp.store.migrations"
 #: Where the venv's commands are.
@@ -138,6 +142,9 @@ def check_web(scratch: Path) -> None:
         assert "<html" in page.lower(), page[:200]
         assert _get_when_up(f"{base}/static/dashboard.js", server)
         assert _get_when_up(f"{base}/static/dashboard.css", server)
+        # The Django app's static script, served by the dashboard from the same package files.
+        script = _get_when_up(f"{base}/static/celery_progress_mcp/celery_progress_mcp.js", server)
+        assert "class CeleryProgressBar" in script
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -90,9 +90,10 @@ def test_the_wheel_holds_every_file_of_the_package(wheel: Path) -> None:
     assert source - held == set()
     for data in (
         "celery_progress_mcp/py.typed",
-        "celery_progress_mcp/web/templates/list.html",
-        "celery_progress_mcp/web/static/dashboard.js",
-        "celery_progress_mcp/web/static/dashboard.css",
+        "celery_progress_mcp/monitor/templates/list.html",
+        "celery_progress_mcp/monitor/static/dashboard.js",
+        "celery_progress_mcp/monitor/static/dashboard.css",
+        "celery_progress_mcp/django/static/celery_progress_mcp/celery_progress_mcp.js",
         "celery_progress_mcp/store/migrations/script.py.mako",
         "celery_progress_mcp/store/migrations/versions/r0001_initial.py",
     ):
