@@ -182,7 +182,8 @@ def test_past_the_cap_a_stream_is_refused(tracker: ProgressTracker, http: httpx.
     )
     with serving(create_app(tracker, max_streams=1)) as url:
         with http.stream("GET", f"{url}/celery-progress/held-1/stream/") as held:
-            next(frames(held))
+            stream = frames(held)  # kept: a reader dropped would close the connection
+            next(stream)
             refused = http.get(f"{url}/celery-progress/held-1/stream/")
         assert refused.status_code == 503
         assert refused.json()["error"] == "too_many_streams"
