@@ -23,7 +23,7 @@ def tracker() -> ProgressTracker:
 
 
 @pytest.fixture
-def session_id(tracker: ProgressTracker) -> Iterator[str]:
+def session_id(tracker: ProgressTracker) -> str:
     made = tracker.create_session("import_rows", {"file": "orders.csv"})
     tracker.update_progress(made, InProgress(percentage=30, current_step="reading"))
     return made
@@ -44,9 +44,7 @@ def _urls(session_id: str) -> tuple[list[str], list[str]]:
     return pages, api
 
 
-def _user(
-    django_user_model: Any, name: str, *, staff: bool = False, perm: str | None = None
-) -> Any:
+def _user(model: Any, name: str, *, staff: bool = False, perm: str | None = None) -> Any:
     user = model.objects.create_user(name, password="pw-for-tests", is_staff=staff)
     if perm is not None:
         app_label, codename = perm.split(".")
