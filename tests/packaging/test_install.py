@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "celery_progress_mcp"
 PROMISES = Path(__file__).with_name("promises.py")
 #: Each extra a user installs, and ``base``: the package without any.
-EXTRAS = ("base", "postgres", "mysql", "redis", "web", "mcp")
+EXTRAS = ("base", "postgres", "mysql", "redis", "web", "mcp", "django")
 #: Bytecode is left to the first import: compiling all of every dependency costs more.
 QUIET = ("--quiet", "--no-compile")
 #: A build or an install that takes longer has hung, in seconds.
@@ -90,9 +90,9 @@ def test_the_wheel_holds_every_file_of_the_package(wheel: Path) -> None:
     assert source - held == set()
     for data in (
         "celery_progress_mcp/py.typed",
-        "celery_progress_mcp/web/templates/list.html",
-        "celery_progress_mcp/web/static/dashboard.js",
-        "celery_progress_mcp/web/static/dashboard.css",
+        "celery_progress_mcp/monitor/templates/list.html",
+        "celery_progress_mcp/monitor/static/dashboard.js",
+        "celery_progress_mcp/monitor/static/dashboard.css",
         "celery_progress_mcp/store/migrations/script.py.mako",
         "celery_progress_mcp/store/migrations/versions/r0001_initial.py",
     ):
