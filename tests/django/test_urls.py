@@ -70,6 +70,7 @@ def test_every_url_answers_as_celery_progress_does(worker: Any) -> None:
         theirs = _complete(client, f"/celery-progress/{task_id}/")
         assert ours == theirs, kind
     assert _answer(client, f"/progress/{tracked.id}/")["result"] == {"processed": 6}
+    assert runtime().tracker.get_session(tracked.id).status == "completed"
     assert _answer(client, f"/progress/{failing.id}/")["success"] is False
 
     ours = _complete(client, f"/progress/g/{members.id}/")
@@ -77,6 +78,14 @@ def test_every_url_answers_as_celery_progress_does(worker: Any) -> None:
     assert {k: v for k, v in ours.items() if k != "result"} == theirs
     # One addition: the members' results, once every member is complete.
     assert ours["result"] == [{"processed": 3}] * 3
+
+
+def test_a_shared_task_with_the_base_class_is_tracked(worker: Any) -> None:
+    result = tasks.shared.delay(rows=5)
+    assert result.get(timeout=TASK_GUARD_S) == 5
+    session = runtime().tracker.get_session(result.id)
+    assert session.status == "completed"
+    assert session.operation_id == "djsite.shared"
 
 
 def test_an_unknown_task_is_pending_as_there() -> None:

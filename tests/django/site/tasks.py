@@ -5,7 +5,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from celery_progress_mcp.celery import progress_task
+from celery import shared_task
+
+from celery_progress_mcp.celery import ProgressTask, progress_task
 
 from .celery_app import app
 
@@ -46,3 +48,11 @@ def broken(self: Any) -> None:
     """A tracked task that fails."""
     self.progress.update(50, step="half way")
     raise ValueError("row 7 is malformed")
+
+
+@shared_task(base=ProgressTask, bind=True, name="djsite.shared")
+def shared(self: Any, rows: int) -> int:
+    """A tracked task as a reusable Django app writes it: no app named."""
+    for row in self.progress.iter(range(rows), total=rows):
+        del row
+    return rows
