@@ -32,8 +32,8 @@ from ..core.errors import InvalidTransition, ProgressError
 from ..core.models import ProgressSession, SubOperationState
 from ..core.states import TERMINAL_STATUSES, Cancelled, InProgress, Paused
 from ..store.base import Mutation
-from .canvas import Member, MemberChange, Rollup, combined
-from .dispatch import dispatched_at, next_link_of, parent_of
+from .canvas import Member, MemberChange, Rollup, combined, is_chain_session
+from .dispatch import dispatched_at, header_of, next_link_of, parent_creation, parent_of
 from .errors import TaskCancelled
 from .metadata_keys import (
     ATTEMPT,
@@ -172,9 +172,15 @@ class TaskLifecycle:
         metadata = self._tasks.metadata(task, {"eta": getattr(request, "eta", None)})
         if group_index is not None:
             metadata[GROUP_INDEX] = group_index
-        sessions.create(
-            task_id, task.name, metadata, parent_id, dispatched_at(request), if_absent=True
-        )
+        dispatched = dispatched_at(request)
+        member = group_index is not None or (parent_id and is_chain_session(parent_id))
+        if parent_id is not None and member and dispatched is not None:
+            # A tracking dispatcher (the header says so) makes its group (or chain) and
+            # seals it; that creation may still be queued in its writer. Made here if
+            # absent, so that this member's changes find their parent.
+            name, meta = parent_creation(self._tasks, header_of(request, "chord"), parent_id)
+            sessions.create(parent_id, name, meta, None, dispatched, if_absent=True)
+        sessions.create(task_id, task.name, metadata, parent_id, dispatched, if_absent=True)
         running = Running(
             session_id=task_id,
             task_name=task.name,
