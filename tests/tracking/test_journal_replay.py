@@ -33,6 +33,7 @@ from celery_progress_mcp import (
     ProgressSession,
     ProgressTracker,
 )
+from celery_progress_mcp.core.engine import Engine
 from celery_progress_mcp.store.base import Creation, Write
 from celery_progress_mcp.store.sql import SqlStore
 from celery_progress_mcp.store.sql import connect as sql_connect
@@ -139,11 +140,11 @@ def test_postgresql_down_at_close_the_next_tracker_writes_what_was_kept(
         _report_while_down(tracker, session_id)
         with caplog.at_level(logging.WARNING, logger="celery_progress_mcp.tracking"):
             tracker.close()
+        assert tracker.health()["outage"]["journalled"] == len(DURING_OUTAGE) + 1
         store.close()
         [kept] = journal.pending()
         assert "sessions lost" not in caplog.text
         assert f"kept in {kept}" in caplog.text
-        assert tracker.health()["outage"]["journalled"] == len(DURING_OUTAGE) + 1
     finally:
         server.start()
 
@@ -229,8 +230,6 @@ def test_sqlite_locked_past_the_stores_patience_at_close_is_kept_and_written_lat
 
 def _session_writes(session_id: str, *, created: bool = True) -> list[tuple[str, Write]]:
     """A task's writes as a closing process would have kept them."""
-    from celery_progress_mcp.core.engine import Engine
-
     engine = Engine(CONFIG)
     writes: list[tuple[str, Write]] = []
     if created:
