@@ -152,12 +152,13 @@ def _engine_binder(function: Callable[..., Change]) -> Callable[[Engine, Any], M
     return bind_to
 
 
-for _method, (_function, _arguments) in _ENGINE_METHODS.items():
-    _register(
-        CallKind(
-            ENGINE_PREFIX + _method, _arguments, TypeAdapter(_arguments), _engine_binder(_function)
-        )
-    )
+def _register_engine_calls() -> None:
+    for method, (function, arguments) in _ENGINE_METHODS.items():
+        bind_to = _engine_binder(function)
+        _register(CallKind(ENGINE_PREFIX + method, arguments, TypeAdapter(arguments), bind_to))
+
+
+_register_engine_calls()
 
 
 # -- registered functions ----------------------------------------------------------------
