@@ -9,9 +9,9 @@ later revisions. So the app runs them on ``post_migrate``, every time
 ``migrate`` runs: an up-to-date store costs one query, an empty or older one
 is upgraded. ``migrate`` stays the one command a Django user runs.
 
-Only when ``migrate`` runs on the database the store lives in (the alias
-``CELERY_PROGRESS["database"]`` follows, ``default`` unless said) or the
-store has a ``store_url`` of its own.
+Only when ``migrate`` runs on the database ``CELERY_PROGRESS["database"]``
+names (``default`` unless said); the store migrated is the one this process
+tracks with.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import Any
 
 from ..store.sql.migrate import upgrade
 from .conf import app_settings
+from .runtime import install_tracking
 
 __all__ = ["migrate_store"]
 
@@ -32,7 +33,9 @@ def migrate_store(using: str = "default", verbosity: int = 1, **kwargs: Any) -> 
     settings = app_settings()
     if settings.database != using:
         return
-    url = settings.config.store_url
+    # The store this process tracks with: CELERY_PROGRESS's, or that of an install(app)
+    # the project's celery.py made before Django started.
+    url = install_tracking().config.store_url
     if not url or url.startswith("memory:"):
         return
     revision = upgrade(url)
