@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ from hypothesis import HealthCheck, settings
 from celery_progress_mcp.store.base import Store
 from celery_progress_mcp.store.memory import MemoryStore
 from celery_progress_mcp.store.sql import SqlStore
+from celery_progress_mcp.store.state_dir import STATE_DIR_ENV
 
 from .databases import STORE_KINDS, ServerDatabase, copy_sqlite, sqlite_template
 from .servers import server_url, summary_lines
@@ -26,6 +29,16 @@ settings.register_profile(
 )
 settings.register_profile("dev", max_examples=40, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The run's own state directory (``CELERY_PROGRESS_STATE_DIR``), removed at its
+    end: the journals and default SQLite stores of the trackers and workers the
+    tests make never land in the user's ``~/.local/state``."""
+    if STATE_DIR_ENV not in os.environ:
+        directory = tempfile.mkdtemp(prefix="cpm-test-state-")
+        os.environ[STATE_DIR_ENV] = directory
+        config.add_cleanup(lambda: shutil.rmtree(directory, ignore_errors=True))
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

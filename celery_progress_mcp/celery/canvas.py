@@ -47,14 +47,19 @@ from ..core.states import (
     percentage_of,
 )
 from ..store.base import Mutation
+from ..tracking.named_calls import NamedCall, named_call
 from .metadata_keys import GROUP_INDEX, MEMBERS, SEALED
 from .safe_sessions import SafeSessions
 from .worker_runtime import Running
 
 __all__ = [
+    "MEMBER_CALL",
+    "SEAL_CALL",
     "Member",
+    "MemberCall",
     "MemberChange",
     "Rollup",
+    "SealCall",
     "chain_session_id",
     "combined",
     "is_chain_session",
@@ -68,6 +73,9 @@ _FAILED = SubOperationState.FAILED
 _CANCELLED = SubOperationState.CANCELLED
 #: How a chain's own session id begins.
 _CHAIN_PREFIX = "chain:"
+#: The names of the rollup's calls (``tracking.named_calls``), as journals keep them.
+MEMBER_CALL = "celery.member"
+SEAL_CALL = "celery.seal"
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,55 +114,78 @@ class MemberChange:
 # -- mutations ---------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class MemberCall:
+    """The arguments of :func:`member_mutation`."""
+
+    change: MemberChange
+    now: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SealCall:
+    """The arguments of :func:`seal_mutation`."""
+
+    members: tuple[Member, ...]
+    callback: Member | None
+    now: datetime
+
+
 def member_mutation(engine: Engine, change: MemberChange, now: datetime) -> Mutation:
-    """Record a member's change in its parent, then settle the parent."""
+    """Record a member's change in its parent, then settle the parent. A named call
+    (data: a journal can keep it)."""
+    return NamedCall(MEMBER_CALL, engine, MemberCall(change, now))
 
-    def mutate(parent: ProgressSession) -> Change:
-        _require_active(parent)
-        steps: list[Change] = []
-        session = parent
+
+@named_call(MEMBER_CALL, MemberCall)
+def _member_changed(engine: Engine, parent: ProgressSession, call: MemberCall) -> Change:
+    change, now = call.change, call.now
+    _require_active(parent)
+    steps: list[Change] = []
+    session = parent
+    sub = session.sub_operation(change.member.id)
+    if sub is None:
+        step = engine.add_sub_operations(session, [change.member.sub_operation()], now=now)
+        steps.append(step)
+        session = step.session
         sub = session.sub_operation(change.member.id)
-        if sub is None:
-            step = engine.add_sub_operations(session, [change.member.sub_operation()], now=now)
-            steps.append(step)
-            session = step.session
-            sub = session.sub_operation(change.member.id)
-            assert sub is not None
-        update = _sub_update(sub, change)
-        if update is not None:
-            step = engine.change_sub_operation(session, update, now=now)
-            steps.append(step)
-            session = step.session
-        return combined(parent, steps + _settle(engine, session, now))
-
-    return mutate
+        assert sub is not None
+    update = _sub_update(sub, change)
+    if update is not None:
+        step = engine.change_sub_operation(session, update, now=now)
+        steps.append(step)
+        session = step.session
+    return combined(parent, steps + _settle(engine, session, now))
 
 
 def seal_mutation(
     engine: Engine, members: Sequence[Member], callback: Member | None, now: datetime
 ) -> Mutation:
-    """Add every member (and the callback, last) the parent lacks; mark it sealed."""
+    """Add every member (and the callback, last) the parent lacks; mark it sealed.
+    A named call."""
+    return NamedCall(SEAL_CALL, engine, SealCall(tuple(members), callback, now))
 
-    def mutate(parent: ProgressSession) -> Change:
-        _require_active(parent)
-        steps: list[Change] = []
-        known = {sub.id for sub in parent.sub_operations}
-        ordered = sorted(members, key=lambda member: member.index)
-        wanted = [*ordered, callback] if callback is not None else ordered
-        missing = [member.sub_operation() for member in wanted if member.id not in known]
-        session = parent
-        if missing:
-            step = engine.add_sub_operations(session, missing, now=now)
-            steps.append(step)
-            session = step.session
-        position = {member.id: i for i, member in enumerate(wanted)}
-        subs = tuple(sorted(session.sub_operations, key=lambda sub: position.get(sub.id, -1)))
-        metadata = {**session.metadata, SEALED: True, MEMBERS: len(subs)}
-        session = session.replace(sub_operations=subs, metadata=metadata)
-        sealed = Change(session, steps[-1].events if steps else (), None)
-        return combined(parent, [*steps[:-1], sealed, *_settle(engine, session, now)])
 
-    return mutate
+@named_call(SEAL_CALL, SealCall)
+def _seal(engine: Engine, parent: ProgressSession, call: SealCall) -> Change:
+    now = call.now
+    _require_active(parent)
+    steps: list[Change] = []
+    known = {sub.id for sub in parent.sub_operations}
+    ordered = sorted(call.members, key=lambda member: member.index)
+    wanted = [*ordered, call.callback] if call.callback is not None else ordered
+    missing = [member.sub_operation() for member in wanted if member.id not in known]
+    session = parent
+    if missing:
+        step = engine.add_sub_operations(session, missing, now=now)
+        steps.append(step)
+        session = step.session
+    position = {member.id: i for i, member in enumerate(wanted)}
+    subs = tuple(sorted(session.sub_operations, key=lambda sub: position.get(sub.id, -1)))
+    metadata = {**session.metadata, SEALED: True, MEMBERS: len(subs)}
+    session = session.replace(sub_operations=subs, metadata=metadata)
+    sealed = Change(session, steps[-1].events if steps else (), None)
+    return combined(parent, [*steps[:-1], sealed, *_settle(engine, session, now)])
 
 
 def _require_active(session: ProgressSession) -> None:

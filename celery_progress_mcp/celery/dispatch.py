@@ -58,6 +58,7 @@ __all__ = [
     "dispatched_at",
     "header_of",
     "next_link_of",
+    "parent_creation",
     "parent_of",
 ]
 
@@ -115,6 +116,39 @@ def dispatched_at(request: object) -> datetime | None:
     except ValueError:
         return None
     return moment if moment.tzinfo is not None else None
+
+
+def parent_creation(tasks: TrackedTasks, chord: Any, parent_id: str) -> tuple[str, dict[str, Any]]:
+    """The name and metadata a group, chord or chain session is created with
+    (``chord``: the callback a chord's members carry, else None).
+
+    The same from the dispatching process (as the first member is published)
+    and from a worker (as a member starts): whichever comes first creates it,
+    the other finds it there (``if_absent``). A worker may come first when the
+    dispatcher's creation is still queued for its writer; a member's change
+    then finds its parent instead of being refused. A chain's session is
+    sealed by its dispatcher, which alone knows every task of it.
+    """
+    if is_chain_session(parent_id):
+        return "celery.chain", {KIND: KIND_CHAIN, SEALED: False}
+    callback = callback_of(tasks, chord)
+    kind = KIND_CHORD if callback is not None else KIND_GROUP
+    metadata: dict[str, Any] = {KIND: kind, SEALED: False}
+    if callback is not None:
+        metadata[CALLBACK] = callback.id
+    return f"celery.{kind}", metadata
+
+
+def callback_of(tasks: TrackedTasks, chord: Any) -> Member | None:
+    """A chord's callback, from the ``chord`` its header's members carry."""
+    if not isinstance(chord, dict):
+        return None
+    options = chord.get("options") or {}
+    callback_id = options.get("task_id")
+    name = chord.get("task")
+    if not callback_id or not isinstance(name, str):
+        return None
+    return Member(callback_id, name, tasks.weight(tasks.named(name)), CALLBACK_INDEX)
 
 
 @dataclass(slots=True)
@@ -219,24 +253,12 @@ class Dispatcher:
         self, task: Task, task_id: str, group_id: str, index: Any, chord: Any
     ) -> None:
         member = Member(task_id, task.name, self._tasks.weight(task), int(index))
-        callback = self._callback_of(chord)
+        callback = callback_of(self._tasks, chord)
         kind = KIND_CHORD if callback is not None else KIND_GROUP
         if self.dispatches.record(group_id, kind, member, callback):
-            metadata: dict[str, Any] = {KIND: kind, SEALED: False}
-            if callback is not None:
-                metadata[CALLBACK] = callback.id
-            self._sessions.create(group_id, f"celery.{kind}", metadata, None)
-
-    def _callback_of(self, chord: Any) -> Member | None:
-        if not isinstance(chord, dict):
-            return None
-        options = chord.get("options") or {}
-        callback_id = options.get("task_id")
-        name = chord.get("task")
-        if not callback_id or not isinstance(name, str):
-            return None
-        weight = self._tasks.weight(self._tasks.named(name))
-        return Member(callback_id, name, weight, CALLBACK_INDEX)
+            name, metadata = parent_creation(self._tasks, chord, group_id)
+            # A worker running a member may have made it first.
+            self._sessions.create(group_id, name, metadata, None, if_absent=True)
 
     def _chain_members(self, chain: Any) -> list[Member] | None:
         """The chain's remaining tasks in order, if all are tracked plain tasks."""
@@ -255,8 +277,9 @@ class Dispatcher:
         return members
 
     def _start_chain(self, chain_id: str, members: list[Member]) -> None:
-        metadata = {KIND: KIND_CHAIN, SEALED: True, MEMBERS: len(members)}
-        if not self._sessions.create(chain_id, "celery.chain", metadata, None):
+        metadata = {KIND: KIND_CHAIN, SEALED: False, MEMBERS: len(members)}
+        # A worker running its first task may have made it first; the seal follows.
+        if not self._sessions.create(chain_id, "celery.chain", metadata, None, if_absent=True):
             return
         self._seal(chain_id, members, None)
 

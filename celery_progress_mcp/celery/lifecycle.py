@@ -24,6 +24,7 @@ import logging
 import os
 import reprlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -32,8 +33,9 @@ from ..core.errors import InvalidTransition, ProgressError
 from ..core.models import ProgressSession, SubOperationState
 from ..core.states import TERMINAL_STATUSES, Cancelled, InProgress, Paused
 from ..store.base import Mutation
-from .canvas import Member, MemberChange, Rollup, combined
-from .dispatch import dispatched_at, next_link_of, parent_of
+from ..tracking.named_calls import NamedCall, named_call
+from .canvas import Member, MemberChange, Rollup, combined, is_chain_session
+from .dispatch import dispatched_at, header_of, next_link_of, parent_creation, parent_of
 from .errors import TaskCancelled
 from .metadata_keys import (
     ATTEMPT,
@@ -59,13 +61,21 @@ __all__ = [
     "ERROR_MESSAGE_CHARS",
     "RESULT_SUMMARY_CHARS",
     "RETRY_PERCENTAGE",
+    "REVOKE_CALL",
+    "START_CALL",
+    "Revoke",
+    "Start",
     "StartRefused",
     "TaskLifecycle",
     "failure_of",
+    "revoke_mutation",
     "start_mutation",
     "summarize",
 ]
 
+#: The names of the lifecycle's calls (``tracking.named_calls``), as journals keep them.
+START_CALL = "celery.start"
+REVOKE_CALL = "celery.revoke"
 #: Longest result summary recorded on completion.
 RESULT_SUMMARY_CHARS = 200
 #: Longest error message recorded on failure.
@@ -114,6 +124,24 @@ class StartRefused(InvalidTransition):
         super().__init__(f"session {session.id!r} is {state.status}: the task does not start it")
 
 
+@dataclass(frozen=True, slots=True)
+class Start:
+    """The arguments of a run's start (:func:`start_mutation`)."""
+
+    now: datetime
+    attempt: int
+    metadata: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Revoke:
+    """The arguments of a revoked task's end (Cancelled, ``details`` in the metadata)."""
+
+    reason: str
+    details: dict[str, bool]
+    now: datetime
+
+
 def start_mutation(
     engine: Engine, now: datetime, attempt: int, metadata: dict[str, Any]
 ) -> Mutation:
@@ -125,27 +153,44 @@ def start_mutation(
       (``acks_late``); the session continues where it was (resumed if paused);
     * ended: refused (:class:`StartRefused`); a paused previous attempt too
       (the engine refuses it: only a resume leaves a pause).
+
+    A named call (data: a journal can keep it).
     """
+    return NamedCall(START_CALL, engine, Start(now, attempt, metadata))
 
-    def mutate(session: ProgressSession) -> Change:
-        state = session.state
-        if state.status in TERMINAL_STATUSES:
-            raise StartRefused(session)
-        steps: list[Change] = []
-        current = session
-        start = InProgress(percentage=0.0)
-        meta = dict(metadata)
-        if isinstance(state, InProgress | Paused) and session.metadata.get(ATTEMPT) == attempt:
-            meta[REDELIVERED] = True
-            if isinstance(state, Paused):
-                steps.append(engine.resume(current, now=now))
-                current = steps[-1].session
-            # With sub-operations the percentage rolls up from them.
-            start = InProgress(percentage=None if current.sub_operations else current.percentage)
-        steps.append(engine.update(current, start, metadata=meta, now=now))
-        return combined(session, steps)
 
-    return mutate
+@named_call(START_CALL, Start)
+def _start(engine: Engine, session: ProgressSession, call: Start) -> Change:
+    state = session.state
+    if state.status in TERMINAL_STATUSES:
+        raise StartRefused(session)
+    steps: list[Change] = []
+    current = session
+    start = InProgress(percentage=0.0)
+    meta = dict(call.metadata)
+    if isinstance(state, InProgress | Paused) and session.metadata.get(ATTEMPT) == call.attempt:
+        meta[REDELIVERED] = True
+        if isinstance(state, Paused):
+            steps.append(engine.resume(current, now=call.now))
+            current = steps[-1].session
+        # With sub-operations the percentage rolls up from them.
+        start = InProgress(percentage=None if current.sub_operations else current.percentage)
+    steps.append(engine.update(current, start, metadata=meta, now=call.now))
+    return combined(session, steps)
+
+
+def revoke_mutation(
+    engine: Engine, reason: str, details: dict[str, bool], now: datetime
+) -> Mutation:
+    """A revoked task's end: Cancelled with ``reason``, ``details`` (revoked,
+    terminated, expired) in its metadata. A named call."""
+    return NamedCall(REVOKE_CALL, engine, Revoke(reason, details, now))
+
+
+@named_call(REVOKE_CALL, Revoke)
+def _revoke(engine: Engine, session: ProgressSession, call: Revoke) -> Change:
+    marked = session.replace(metadata={**session.metadata, **call.details})
+    return engine.cancel(marked, call.reason, now=call.now)
 
 
 class TaskLifecycle:
@@ -172,9 +217,15 @@ class TaskLifecycle:
         metadata = self._tasks.metadata(task, {"eta": getattr(request, "eta", None)})
         if group_index is not None:
             metadata[GROUP_INDEX] = group_index
-        sessions.create(
-            task_id, task.name, metadata, parent_id, dispatched_at(request), if_absent=True
-        )
+        dispatched = dispatched_at(request)
+        member = group_index is not None or (parent_id and is_chain_session(parent_id))
+        if parent_id is not None and member and dispatched is not None:
+            # A tracking dispatcher (the header says so) makes its group (or chain) and
+            # seals it; that creation may still be queued in its writer. Made here if
+            # absent, so that this member's changes find their parent.
+            name, meta = parent_creation(self._tasks, header_of(request, "chord"), parent_id)
+            sessions.create(parent_id, name, meta, None, dispatched, if_absent=True)
+        sessions.create(task_id, task.name, metadata, parent_id, dispatched, if_absent=True)
         running = Running(
             session_id=task_id,
             task_name=task.name,
@@ -251,18 +302,12 @@ class TaskLifecycle:
             reason = f"terminated (signal {signum})"
         else:
             reason = "revoked"
-        engine = self._tracker.engine
-        now = self._now()
         details = {
             REVOKED: True,
             TERMINATED: bool(terminated),
             EXPIRED: bool(expired),
         }
-
-        def cancel(session: ProgressSession) -> Any:
-            marked = session.replace(metadata={**session.metadata, **details})
-            return engine.cancel(marked, reason, now=now)
-
+        cancel = revoke_mutation(self._tracker.engine, reason, details, self._now())
         session = self._sessions.defer(task_id, cancel)
         # Known here, or told by its message (a member revoked before it started).
         parent_id = session.parent_id if session is not None else parent_of(request)

@@ -7,7 +7,9 @@ else the defaults. Two defaults differ for Celery:
 
 * ``store_url``: a store shared by the client and the workers. Without one
   configured, the result backend's database where the app uses ``db+...``,
-  else an SQLite file in the user's state directory, named after the app.
+  else an SQLite file in the user's state directory, named after the app
+  (``store.state_dir``: ``$CELERY_PROGRESS_STATE_DIR``, else
+  ``$XDG_STATE_HOME/celery-progress-mcp``, else ``~/.local/state/celery-progress-mcp``).
   An SQLite file is for one machine only: workers on other machines cannot
   see it (configure PostgreSQL or MySQL there).
 * ``max_concurrent_sessions``: 100,000 rather than 1,000, since every queued
@@ -23,15 +25,16 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import Any
 
 from ..core.config import ENV_PREFIX, ProgressConfig
 from ..core.errors import ConfigError
+from ..store.state_dir import STATE_DIR_ENV, state_directory
 
 __all__ = [
     "CELERY_MAX_CONCURRENT_SESSIONS",
     "CONF_PREFIX",
+    "STATE_DIR_ENV",
     "CelerySettings",
     "default_store_url",
     "resolve_config",
@@ -42,8 +45,6 @@ __all__ = [
 CONF_PREFIX = "progress_"
 #: The default ``max_concurrent_sessions`` under Celery (queued tasks count).
 CELERY_MAX_CONCURRENT_SESSIONS = 100_000
-#: Environment variable naming the directory of the default SQLite store.
-STATE_DIR_ENV = "CELERY_PROGRESS_STATE_DIR"
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,13 +146,7 @@ def default_store_url(
     backend = conf.get("result_backend") or ""
     if isinstance(backend, str) and backend.startswith("db+"):
         return backend[len("db+") :]
-    env = os.environ if environ is None else environ
-    directory = env.get(STATE_DIR_ENV)
-    if directory:
-        base = Path(directory)
-    else:
-        state_home = env.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-        base = Path(state_home) / "celery-progress-mcp"
+    base = state_directory(environ)
     base.mkdir(parents=True, exist_ok=True)
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", app_name or "") or "celery"
     if name == "__main__":

@@ -220,6 +220,16 @@ class Store:
         """What a health check reports: at least ``status`` (``"ok"`` or ``"unavailable"``)."""
         return {"status": "ok", "store": type(self).__name__}
 
+    def identity(self) -> str | None:
+        """What names this store's data in every process that opens it, and is no
+        secret (a database URL without its password): the key of the journal that
+        keeps what a closing process could not write (``tracking.journal``).
+
+        None (the default): nothing of this store outlives the process, so
+        nothing is journalled for it.
+        """
+        return None
+
     def after_fork(self) -> None:
         """In a forked child, before any use: let go of the parent's connections
         without closing them (closing would tear down the parent's)."""

@@ -10,13 +10,15 @@ refuses of them is noted for the refusal listeners (:mod:`.refusals`).
 
 While the store is unavailable, writes are handed to the
 :class:`~.outage.OutageBuffer` (which this committer owns and replays
-through) and the caller is not failed. Locks: see :mod:`.locks`.
+through) and the caller is not failed; what it still holds at close goes to
+the store's journal (:mod:`.journal`), which :meth:`Committer.replay` writes
+when a later tracker opens the store. Locks: see :mod:`.locks`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -27,6 +29,7 @@ from ..core.models import ProgressEvent, ProgressSession
 from ..core.states import TERMINAL_STATUSES
 from ..store.base import Applied, Creation, Mutation, Store, Write
 from .held_updates import Window
+from .journal import Journal
 from .outage import BufferedWrite, OutageBuffer
 from .refusals import Refusals
 from .shared_state import SharedState
@@ -52,7 +55,11 @@ class Committer:
         history_limit: int,
         retry_in_background: bool,
         refusals: Refusals | None = None,
+        journal: Journal | None = None,
+        reconnected: Callable[[], None] | None = None,
     ) -> None:
+        """``journal``: where what an outage still holds at close is kept;
+        ``reconnected``: called when the store answers again after an outage."""
         self._store = store
         self.refusals = refusals if refusals is not None else Refusals()
         self._bus = bus
@@ -73,6 +80,8 @@ class Committer:
             update_function=shared.engine.update,
             background=retry_in_background,
             after_replay=self.refusals.report,
+            journal=journal,
+            reconnected=reconnected,
         )
 
     # -- one write ---------------------------------------------------------------
@@ -289,6 +298,30 @@ class Committer:
     def publish(self, events: list[ProgressEvent]) -> None:
         if events:
             self._bus.publish(events)
+
+    # -- another process's journal ----------------------------------------------------
+
+    def replay(self, runs: list[Run]) -> list[Applied]:
+        """Write runs another process kept in its journal, in one transaction, and
+        publish their events; what the store refuses is noted for the refusal
+        listeners. Raises ``StoreUnavailable`` (nothing written) while the store is
+        down. What this process knows of those sessions is left as it is: a view
+        behind another process's writes, as always (the store decides).
+        """
+        with self._commit_lock:
+            if self.outage.engaged:
+                raise StoreUnavailable("the progress store is down")
+            results = self._apply_many(runs)
+            with self._lock:
+                counted = [r.active_sessions for r in results if r.active_sessions is not None]
+                self._windows.answered(0, counted[-1] if counted else None)
+            for result in results:
+                if result.error is not None:
+                    self.refusals.note(result.session_id, result.error)
+            events = [event for result in results for event in result.events]
+            self.publish(sorted(events, key=lambda event: event.seq))
+        self.refusals.report()
+        return results
 
     # -- riding out a store outage -------------------------------------------------
 

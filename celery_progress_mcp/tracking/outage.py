@@ -20,6 +20,14 @@ A buffered write that the store refuses on replay (the session was
 cancelled elsewhere meanwhile, or capacity was reached) is logged and
 counted, like a refused coalesced update: the task is long past the call
 (the tracker's refusal listeners are told, see :mod:`.refusals`).
+
+At close, what the store still has not taken is kept in the store's journal
+on this machine (:mod:`.journal`), for the next process that opens the
+store there, after ``JOURNAL_AFTER_S`` of retrying; without a journal (a
+store whose data does not outlive the process) it is retried until the
+close's deadline, then logged as lost. A write that is not data (a function
+given to ``apply_mutation``, a sweep's decision) cannot be kept: it is lost,
+and logged.
 """
 
 from __future__ import annotations
@@ -39,9 +47,11 @@ from ..core.errors import ProgressError, StoreUnavailable
 from ..core.models import SubOperationState, SubOperationUpdate
 from ..core.states import InProgress
 from ..store.base import Creation, Mutation, Write
+from .journal import Journal
 
 __all__ = [
     "DEFAULT_OUTAGE_CAPACITY",
+    "JOURNAL_AFTER_S",
     "BufferedWrite",
     "OutageBuffer",
     "merge_updates",
@@ -54,6 +64,10 @@ DEFAULT_OUTAGE_CAPACITY = 10_000
 #: First and longest pause between reconnection attempts.
 RETRY_FIRST_S = 0.05
 RETRY_MAX_S = 5.0
+#: How long ``close()`` retries a store that is down before it keeps what is left
+#: in the journal: short, so a stopping worker is not held up (a pool process
+#: gets ``celery.integration.STOP_WAIT_S`` in all).
+JOURNAL_AFTER_S = 2.0
 
 _COALESCIBLE_SUB_STATES = frozenset({None, SubOperationState.ACTIVE})
 
@@ -121,11 +135,17 @@ class OutageBuffer:
         capacity: int = DEFAULT_OUTAGE_CAPACITY,
         background: bool = True,
         after_replay: Callable[[], None] | None = None,
+        journal: Journal | None = None,
+        reconnected: Callable[[], None] | None = None,
     ) -> None:
         """``after_replay``: called after each round of replays, holding no lock (to
-        report the writes the store refused)."""
+        report the writes the store refused). ``journal``: where what is left at
+        close is kept. ``reconnected``: called, holding no lock, once the store
+        answers again and every buffered write is replayed."""
         self._replay = replay
         self._after_replay = after_replay
+        self._journal = journal
+        self._reconnected = reconnected
         #: Whether the store answers; called without the lock, so a store that
         #: hangs holds up only the retrying thread, never the task.
         self._probe = probe
@@ -145,6 +165,7 @@ class OutageBuffer:
         self._dropped = 0
         self._refused = 0
         self._replayed = 0
+        self._journalled = 0
         #: Retry in a thread of our own; without, only ``drain()`` calls retry.
         self._background = background
         self._thread: threading.Thread | None = None
@@ -235,11 +256,15 @@ class OutageBuffer:
         """Replay every queued write in order; False if the store is still down."""
         if self.engaged and not self._probe():
             return False
+        was_engaged = self.engaged
         try:
-            return self._replay_all()
+            replayed = self._replay_all()
         finally:
             if self._after_replay is not None:
                 self._after_replay()
+        if replayed and was_engaged and self._reconnected is not None and not self._closed:
+            self._reconnected()
+        return replayed
 
     def _replay_all(self) -> bool:
         while True:
@@ -297,21 +322,73 @@ class OutageBuffer:
             pause_s = min(pause_s * 2, RETRY_MAX_S)
 
     def close(self, *, deadline_s: float = 5.0) -> None:
-        """Try to replay what is left (until ``deadline_s``); log what is lost."""
-        end_s = time.monotonic() + deadline_s
+        """Try to replay what is left (for ``deadline_s``, or ``JOURNAL_AFTER_S`` with a
+        journal); keep the rest in the journal; log what is lost."""
+        wait_s = deadline_s if self._journal is None else min(deadline_s, JOURNAL_AFTER_S)
+        end_s = time.monotonic() + wait_s
         while self._queues and time.monotonic() < end_s:
             if self.drain():
                 break
             time.sleep(min(RETRY_FIRST_S * 4, max(0.0, end_s - time.monotonic())))
         self._closed = True
         self._wakeup.set()
-        if self._queues:
-            self._dropped += self._size
-            logger.error(
-                "progress store still unavailable at close: %d buffered writes of %d sessions lost",
-                self._size,
-                len(self._queues),
+        if not self._queues:
+            return
+        # Taken under the lock: the retrying thread may be replaying one still. If it
+        # holds the lock past the deadline, the store hangs rather than refuses: what
+        # is left is lost (the journal is for a store that is down).
+        if not self._lock.acquire(timeout=max(0.0, end_s - time.monotonic()) + 0.5):
+            self._lose(self._size, len(self._queues), ": the store hangs")
+            return
+        try:
+            left = [
+                (session_id, write.creation if write.creation is not None else write.mutation)
+                for session_id, queue in self._queues.items()
+                for write in queue
+            ]
+            sessions = len(self._queues)
+            self._queues.clear()
+            self._size = 0
+        finally:
+            self._lock.release()
+        if left:
+            self._keep(left, sessions)
+
+    def _keep(self, left: list[tuple[str, Write | None]], sessions: int) -> None:
+        """Keep what the store did not take in the journal, or log it as lost."""
+        writes = [(session_id, write) for session_id, write in left if write is not None]
+        if self._journal is None:
+            self._lose(len(left), sessions, "")
+            return
+        try:
+            kept = self._journal.keep(writes)
+        except OSError as exc:
+            self._lose(len(left), sessions, f": the journal could not be written ({exc})")
+            return
+        self._journalled += kept.kept
+        if kept.kept:
+            logger.warning(
+                "progress store still unavailable at close: %d buffered writes of %d sessions "
+                "kept in %s, for the next process that opens the store on this machine",
+                kept.kept,
+                sessions,
+                kept.path,
             )
+        if kept.left_out:
+            self._lose(
+                kept.left_out,
+                sessions,
+                ": they are functions (given to apply_mutation, or a sweep's), not data",
+            )
+
+    def _lose(self, count: int, sessions: int, why: str) -> None:
+        self._dropped += count
+        logger.error(
+            "progress store still unavailable at close: %d buffered writes of %d sessions lost%s",
+            count,
+            sessions,
+            why,
+        )
 
     # -- reporting ----------------------------------------------------------------
 
@@ -325,6 +402,7 @@ class OutageBuffer:
                 "replayed": self._replayed,
                 "merged": self._merged,
                 "dropped": self._dropped,
+                "journalled": self._journalled,
                 "refused_on_replay": self._refused,
                 "last_error": self._last_error or None,
             }

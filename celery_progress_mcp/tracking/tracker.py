@@ -13,7 +13,10 @@ whose job it is:
   of the writes the caller did not wait for;
 * :mod:`.reading`: sessions with what this process holds back applied;
 * :mod:`.subscription_hub`: subscriptions, read up from the log and fed by the bus;
-* :mod:`.housekeeping`: timeouts and retention.
+* :mod:`.housekeeping`: timeouts and retention;
+* :mod:`.journal_replay`: what processes that closed while the store was
+  down kept in its journal on this machine (:mod:`.journal`), written when
+  the tracker is made, after an outage, and with each periodic cleanup.
 
 What this process holds back, per session, is in :mod:`.held_updates`; the
 locks the collaborators share, and their order, in :mod:`.locks`. Every
@@ -24,6 +27,8 @@ interpreter exit (:mod:`.exits`).
 from __future__ import annotations
 
 import functools
+import logging
+import time
 import uuid
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime
@@ -51,6 +56,8 @@ from .coalescing import Coalescer
 from .committing import Committer
 from .flusher import WindowFlusher
 from .housekeeping import CleanupResult, Housekeeper, MayTimeOut
+from .journal import Journal
+from .journal_replay import JournalReplayer
 from .reading import Reader, session_query
 from .refusals import Refusals
 from .shared_state import SharedState
@@ -60,7 +67,15 @@ from .subscription_hub import SubscriptionHub
 from .write_behind import WriteQueue
 from .write_path import WritePath
 
-__all__ = ["ProgressTracker", "TrackerOptions"]
+__all__ = ["JOURNAL_CLOSE_WAIT_S", "ProgressTracker", "TrackerOptions"]
+
+#: How long ``close()`` waits, at most, for a replay of the store's journal under
+#: way (out of ``write_path.CLOSE_WAIT_S``): a process that has just opened the
+#: store writes what the journal held before it exits.
+JOURNAL_CLOSE_WAIT_S = 5.0
+
+
+logger = logging.getLogger(__name__)
 
 
 class TrackerOptions(TypedDict, total=False):
@@ -119,6 +134,8 @@ class ProgressTracker:
         self._unsubscribe_bus = self.bus.subscribe(self._hub.fan_out)
         forks.renew_after_fork(self)
         exits.close_at_exit(self)
+        # What processes that closed while the store was down kept on this machine.
+        self._replay_journal()
 
     def _assemble(self) -> None:
         """Make the locks, the in-memory state, the write path and its threads."""
@@ -127,6 +144,7 @@ class ProgressTracker:
         # and flush() (and cleanup, and close) retry what an outage held back.
         threads = self._background and not clock.manual
         self._shared = shared = SharedState(engine, clock, config.eta_smoothing)
+        journal = _journal_of(store)
         self._committer = committer = Committer(
             shared,
             store,
@@ -135,6 +153,13 @@ class ProgressTracker:
             history_limit=config.max_history_snapshots,
             retry_in_background=threads,
             refusals=self._refusals,
+            journal=journal,
+            reconnected=self._replay_journal,
+        )
+        self._replayer = (
+            JournalReplayer(journal, committer.replay, engine, background=threads)
+            if journal is not None
+            else None
         )
         self._outage = committer.outage
         #: Write-behind, where the store waits on I/O and threads may run.
@@ -147,11 +172,25 @@ class ProgressTracker:
             clock,
             committer.flush_due,
             config.cleanup_interval_seconds,
-            self._housekeeper.run_periodically,
+            self._run_periodically,
             background=self._background,
         )
         self._coalescer = Coalescer(shared, self._flusher, self._window_s)
         self._reader = Reader(store, shared)
+
+    def _run_periodically(self) -> None:
+        """The flusher's periodic call: cleanup, and what the journal holds."""
+        self._housekeeper.run_periodically()
+        self._replay_journal()
+
+    def _replay_journal(self) -> None:
+        """Write what the store's journal holds, if anything (in the background)."""
+        replayer = self._replayer
+        if replayer is not None and self.enabled and not self._closed:
+            try:
+                replayer.start()
+            except Exception:
+                logger.exception("the progress journal could not be read")
 
     def after_fork(self) -> None:
         """In a forked child: new locks, threads and in-memory state, and the
@@ -466,15 +505,21 @@ class ProgressTracker:
     def close(self) -> None:
         """Write what was accepted, stop background work, close what the tracker opened.
 
-        Waits ``write_path.CLOSE_WAIT_S`` at most for the writes: what cannot be
-        written by then (the store is down or hangs) is logged as lost. Called
-        at interpreter exit for every tracker still open.
+        Waits ``write_path.CLOSE_WAIT_S`` at most: for a replay of the store's
+        journal under way (``JOURNAL_CLOSE_WAIT_S`` of it), then for the writes.
+        What the store does not take because it is down is kept in its journal
+        on this machine, for the next process that opens it; what it does not
+        take because it hangs is logged as lost. Called at interpreter exit for
+        every tracker still open.
         """
         if self._closed:
             return
         self._closed = True
+        started_s = time.monotonic()
         self._flusher.stop()
-        self._writes.close()
+        if self._replayer is not None:
+            self._replayer.close(wait_s=JOURNAL_CLOSE_WAIT_S)
+        self._writes.close(spent_s=time.monotonic() - started_s)
         self._unsubscribe_bus()
         self._hub.close()
         if self._owns_bus:
@@ -487,3 +532,13 @@ class ProgressTracker:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _journal_of(store: Store) -> Journal | None:
+    """The store's journal on this machine; None without one (or without a state
+    directory: what is left at close is then logged as lost)."""
+    try:
+        return Journal.of(store)
+    except Exception:
+        logger.warning("no journal for the progress store: no state directory", exc_info=True)
+        return None

@@ -10,7 +10,9 @@ written in the caller's thread. Refusals the writes of this thread met on
 the way are reported before the call returns (:mod:`.refusals`).
 
 ``close()`` waits for the writer to write everything queued, then writes
-what is left and what an outage buffered, within ``CLOSE_WAIT_S`` in all.
+what is left and what an outage buffered, within ``CLOSE_WAIT_S`` in all;
+what the store still does not take (it is down) is kept in the store's
+journal on this machine (:mod:`.outage`, :mod:`.journal`).
 """
 
 from __future__ import annotations
@@ -96,12 +98,15 @@ class WritePath:
         if self._outage.pending_sessions():
             self._outage.drain()
 
-    def close(self) -> None:
-        """Write what was accepted, within ``CLOSE_WAIT_S``; log what could not be."""
-        deadline_s = time.monotonic() + CLOSE_WAIT_S
+    def close(self, *, spent_s: float = 0.0) -> None:
+        """Write what was accepted, within ``CLOSE_WAIT_S`` (less ``spent_s``, the part
+        of it the tracker's close already took); keep in the journal, or log as lost,
+        what could not be."""
+        wait_s = max(0.0, CLOSE_WAIT_S - spent_s)
+        deadline_s = time.monotonic() + wait_s
         written = True
         if self._queue is not None:
-            written = self._queue.writer.stop(drain=True, timeout_s=CLOSE_WAIT_S)
+            written = self._queue.writer.stop(drain=True, timeout_s=wait_s)
         if written:
             self.flush()
         else:
@@ -110,7 +115,7 @@ class WritePath:
             logger.error(
                 "the progress store did not take the queued writes within %s s at close: "
                 "%d queued writes lost",
-                CLOSE_WAIT_S,
+                wait_s,
                 self._windows.queued_count,
             )
         self._outage.close(deadline_s=max(0.0, deadline_s - time.monotonic()))

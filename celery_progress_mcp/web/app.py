@@ -5,17 +5,8 @@
     app = create_app(tracker)                       # uvicorn module:app
     Mount("/progress", app=create_app(tracker))     # inside Starlette or FastAPI
 
-Django's ASGI handler has no mounts; route a prefix to the dashboard in
-the ``asgi.py`` module, setting ``root_path`` as a mount does::
-
-    django_app = get_asgi_application()
-    dashboard = create_app(tracker, token=os.environ["DASHBOARD_TOKEN"])
-
-    async def application(scope, receive, send):
-        if scope["type"] == "http" and scope["path"].startswith("/progress/"):
-            scope = {**scope, "root_path": scope.get("root_path", "") + "/progress"}
-            return await dashboard(scope, receive, send)
-        return await django_app(scope, receive, send)
+In a Django project, the Django app serves the same dashboard inside the
+site, behind its logins (:mod:`celery_progress_mcp.django`).
 
 Mounted under a prefix, links, the API's server URL and the login cookie's
 path all follow the mount point.

@@ -235,6 +235,19 @@ def _register_tasks(project: Project) -> None:
         time.sleep(seconds)
         return "woke up"
 
+    @task()
+    def gated(self: Any, gate: str, percentages: list[float]) -> str:
+        """Reports its first percentage, waits for the file ``gate`` (the test opens it
+        when it is ready: a store stopped), then reports the rest."""
+        self.progress.update(percentages[0], step="before the gate")
+        deadline_s = time.monotonic() + 120
+        while not Path(gate).exists() and time.monotonic() < deadline_s:
+            time.sleep(0.02)
+        for percentage in percentages[1:]:
+            self.progress.update(percentage, step="past the gate")
+            time.sleep(0.01)
+        return "passed the gate"
+
     @task(acks_late=True, reject_on_worker_lost=True)
     def resumable(self: Any, marker: str, steps: int = 10) -> str:
         """acks_late: redelivered if its worker dies; the second run finishes."""

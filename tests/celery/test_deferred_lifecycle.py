@@ -130,3 +130,38 @@ def test_a_task_cancelled_while_queued_is_told_when_its_start_is_refused(
     eventually(lambda: running.cancelled, what="the refused start to cancel the task")
     assert running.cancel_reason == "not wanted"
     assert tracker.get_session(result.id).status == "cancelled"
+
+
+def test_a_member_that_runs_before_its_group_is_written_still_completes_it(
+    app: Celery, work: Any
+) -> None:
+    """The dispatcher's creation of a group is queued for its writer; a worker may run
+    a member first. The member makes the group if absent, so its end is not refused
+    for want of a parent; the dispatcher's creation, arriving later, leaves it and
+    its seal completes it."""
+    tracker, integration = _tracker(app), _integration(app)
+    group_id, member_id = str(uuid.uuid4()), str(uuid.uuid4())
+    dispatched = datetime.now(UTC) - timedelta(seconds=3)
+    headers = {"group": group_id, "group_index": 0, DISPATCHED_AT_HEADER: dispatched.isoformat()}
+    _start(app, work, member_id, **headers)
+    work.push_request(id=member_id, hostname="worker@here", retries=0, **headers)
+    try:
+        integration.lifecycle.on_success(work, "done")
+    finally:
+        work.pop_request()
+    tracker.flush()
+    early = tracker.store.get(group_id)
+    assert early is not None, "the member's end was refused: no group"
+    assert early.created_at == dispatched
+    assert [sub.id for sub in early.sub_operations] == [member_id]
+    assert early.status != "completed"  # not sealed: more members may come
+
+    # The dispatcher, late: its creation finds the group there, its seal completes it.
+    message = {"id": member_id, "group": group_id, "group_index": 0, "task": work.name}
+    integration.dispatcher.on_publish(work, message, ((), {}, {}))
+    integration.dispatcher.seal(group_id)
+    tracker.flush()
+    session = tracker.store.get(group_id)
+    assert session is not None
+    assert session.status == "completed"
+    assert session.metadata["celery_kind"] == "group"

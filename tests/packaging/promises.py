@@ -23,6 +23,7 @@ from pathlib import Path
 
 #: The subpackages that need an extra; every other module imports with the base install.
 EXTRA_PACKAGES = (
+    "celery_progress_mcp.django",
     "celery_progress_mcp.mcp",
     "celery_progress_mcp.monitor",
     "celery_progress_mcp.web",
@@ -172,8 +173,52 @@ def check_mcp(scratch: Path) -> None:
     assert "--tool" in command("mcp", "--help")
 
 
+def check_django(scratch: Path) -> None:
+    """A site with the app: migrate makes the store, the URLs answer, files come from the wheel."""
+    import django
+    from django.conf import settings
+    from django.core.management import call_command
+    from django.test import Client
+
+    settings.configure(
+        SECRET_KEY="packaging-check",
+        ALLOWED_HOSTS=["testserver"],
+        INSTALLED_APPS=[
+            "django.contrib.auth",
+            "django.contrib.contenttypes",
+            "django.contrib.sessions",
+            "django.contrib.staticfiles",
+            "celery_progress_mcp.django",
+        ],
+        MIDDLEWARE=[
+            "django.contrib.sessions.middleware.SessionMiddleware",
+            "django.contrib.auth.middleware.AuthenticationMiddleware",
+        ],
+        DATABASES={
+            "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": scratch / "site.db"}
+        },
+        ROOT_URLCONF="celery_progress_mcp_check_urls",
+        STATIC_URL="/static/",
+    )
+    urls = scratch / "celery_progress_mcp_check_urls.py"
+    urls.write_text(
+        "from django.urls import include, path\n"
+        'urlpatterns = [path("p/", include("celery_progress_mcp.django.urls"))]\n'
+    )
+    sys.path.insert(0, str(scratch))
+    django.setup()
+    import_tree("celery_progress_mcp.monitor")
+    import_tree("celery_progress_mcp.django")
+    call_command("migrate", verbosity=0)
+    client = Client()
+    assert client.get("/p/some-task-id/").json()["state"] == "PENDING"
+    assert client.get("/p/dashboard/").status_code == 302  # to the login page
+    assert b"EventSource" in client.get("/p/dashboard/static/dashboard.js").content
+
+
 CHECKS: dict[str, Callable[[Path], None]] = {
     "base": check_base,
+    "django": check_django,
     "mcp": check_mcp,
     "mysql": check_mysql,
     "postgres": check_postgres,

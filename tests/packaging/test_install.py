@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "celery_progress_mcp"
 PROMISES = Path(__file__).with_name("promises.py")
 #: Each extra a user installs, and ``base``: the package without any.
-EXTRAS = ("base", "postgres", "mysql", "redis", "web", "mcp")
+EXTRAS = ("base", "postgres", "mysql", "redis", "web", "mcp", "django")
 #: Bytecode is left to the first import: compiling all of every dependency costs more.
 QUIET = ("--quiet", "--no-compile")
 #: A build or an install that takes longer has hung, in seconds.

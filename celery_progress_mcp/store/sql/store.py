@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, ClassVar
@@ -102,6 +103,7 @@ class SqlStore(Store):
         self._purger = Purger(self._tx)
         self._schema_ready = False
         self._create_schema = create_schema
+        self._identity = _identity_of(engine.url)
         if create_schema:
             # A database down at start-up is not an error: each call tries again first.
             with contextlib.suppress(StoreUnavailable):
@@ -209,6 +211,11 @@ class SqlStore(Store):
         report["status"] = "ok"
         return report
 
+    def identity(self) -> str | None:
+        """The database's URL without its password (an SQLite file's path made
+        absolute); None for an in-memory SQLite database."""
+        return self._identity
+
     def after_fork(self) -> None:
         """In a forked child, before any use: the parent's pooled connections and
         SQLite writer connection are let go without closing them (closing would
@@ -232,3 +239,17 @@ class SqlStore(Store):
         self._tx.close()
         if self._owns_engine:
             self.engine.dispose()
+
+
+def _identity_of(url: URL) -> str | None:
+    """``SqlStore.identity``: the same database however a process was started (its
+    working directory), never its password."""
+    if url.get_backend_name() == "sqlite":
+        database = url.database or ""
+        if database in ("", ":memory:") or database.startswith("file:"):
+            return None  # in memory, or a URI whose meaning depends on its options
+        return url.set(database=os.path.abspath(database)).render_as_string()
+    without_password = URL.create(
+        url.drivername, url.username, None, url.host, url.port, url.database, url.query
+    )
+    return without_password.render_as_string(hide_password=False)
