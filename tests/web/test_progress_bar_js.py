@@ -54,16 +54,18 @@ BOTH_PAGE = f"""<!doctype html>
 </head><body><div id="bars"></div></body></html>
 """
 
-#: A page with the new script alone, and a bar in markup (as the Django template tag renders).
+#: A page with the new script alone, and a bar in markup as the Django app's
+#: ``{% progress_bar %}`` renders it (here without its style sheet).
 MARKUP_PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>markup</title>
 <script src="{script}" defer></script>
 <script src="/harness.js" defer></script>
 </head><body><div id="bars"></div>
 <div id="auto" data-celery-progress-url="{url}" data-celery-progress-poll-interval="200">
-  <div class="cpm-bar"><div class="cpm-bar-fill"></div></div>
-  <div class="cpm-message"></div>
-  <div class="cpm-sub-operations"></div>
+  <div class="cpm-bar" role="progressbar" aria-valuemin="0" aria-valuemax="100"
+    aria-valuenow="0"><div class="cpm-bar-fill"></div></div>
+  <div class="cpm-message">Waiting for the task to start…</div>
+  <ul class="cpm-sub-operations"></ul>
   <div class="cpm-result"></div>
 </div>
 </body></html>
@@ -264,10 +266,13 @@ def test_polling_takes_over_without_a_stream_and_markup_starts_itself(
         auto = page.evaluate(
             """() => {
               const fill = document.querySelector("#auto .cpm-bar-fill");
+              const track = document.querySelector("#auto .cpm-bar");
               return {
                 colour: getComputedStyle(fill).backgroundColor,
                 width: fill.style.width,
-                height: document.querySelector("#auto .cpm-bar").getBoundingClientRect().height,
+                height: track.getBoundingClientRect().height,
+                value: track.getAttribute("aria-valuenow"),
+                rows: document.querySelectorAll("#auto ul.cpm-sub-operations > li").length,
               };
             }"""
         )
@@ -292,6 +297,8 @@ def test_polling_takes_over_without_a_stream_and_markup_starts_itself(
     assert auto["colour"] == SUCCESS_COLOUR
     assert auto["width"] == "100%"
     assert auto["height"] > 0  # the unstyled track was given a look of its own
+    assert auto["value"] == "100"
+    assert auto["rows"] == 2  # rows right in the template's list, not a list in a list
     assert [(row["name"], row["status"]) for row in auto_subs] == [
         ("Load the rows", "completed"),
         ("Sum the rows", "completed"),

@@ -20,8 +20,9 @@
  *   id `subOperationsElementId` (default "progress-bar-sub-operations"); nothing is drawn
  *   without one. `onSubOperations(element, subOperations)` replaces the drawing.
  * - Every element with a `data-celery-progress-url` attribute gets a bar when the page has
- *   loaded, drawn in its own elements of classes `cpm-bar` (the track), `cpm-bar-fill`,
- *   `cpm-message`, `cpm-result` and `cpm-sub-operations`; optional attributes
+ *   loaded, drawn in its own elements of classes `cpm-bar` (the track, whose aria-valuenow
+ *   follows), `cpm-bar-fill`, `cpm-message`, `cpm-result` and `cpm-sub-operations` (the markup
+ *   of the Django app's {% progress_bar %} tag); optional attributes
  *   `data-celery-progress-stream-url`, `data-celery-progress-stream="false"` and
  *   `data-celery-progress-poll-interval` (ms). `CeleryProgressBar.initAll(root)` does the same
  *   for markup added later.
@@ -275,16 +276,24 @@
 
     // -- sub-operations --------------------------------------------------------------------
 
-    /** Draw each sub-operation as a small bar with its name and percent, in the answer's order. */
+    /**
+     * Draw each sub-operation as a small bar with its name and percent, in the answer's order:
+     * `li` rows in the element itself when it is a list (`ul`, `ol`), else in a `ul` made in it.
+     */
     onSubOperationsDefault(subOperationsElement, subOperations) {
       if (!subOperationsElement) {
         return;
       }
       let list = this.subOperationList;
-      if (!list || list.parentNode !== subOperationsElement) {
-        list = this.subOperationList = element("ul", "cpm-sub-list");
+      if (!list || (list !== subOperationsElement && list.parentNode !== subOperationsElement)) {
         subOperationsElement.textContent = "";
-        subOperationsElement.appendChild(list);
+        if (/^(UL|OL)$/.test(subOperationsElement.tagName)) {
+          list = subOperationsElement;
+        } else {
+          list = element("ul", "cpm-sub-list");
+          subOperationsElement.appendChild(list);
+        }
+        this.subOperationList = list;
         this.subOperationRows.clear();
       }
       const rows = this.subOperationRows;
@@ -316,8 +325,9 @@
     subOperationRow() {
       const item = element("li", "cpm-sub-operation");
       const name = element("span", "cpm-sub-name");
-      const track = element("div", "cpm-sub-bar");
-      const fill = element("div", "cpm-sub-bar-fill");
+      // Both a bar's classes and a row's own: the main bar's style sheet draws them too.
+      const track = element("div", "cpm-bar cpm-sub-bar");
+      const fill = element("div", "cpm-bar-fill cpm-sub-bar-fill");
       const percent = element("span", "cpm-sub-percent");
       track.setAttribute("role", "progressbar");
       track.setAttribute("aria-valuemin", "0");
@@ -505,14 +515,19 @@
 
     /** The bar of an element with data-celery-progress-url, drawn in its own elements only. */
     static fromElement(container) {
-      const find = (name) => container.querySelector("." + name);
+      const subOperationsElement = container.querySelector(".cpm-sub-operations");
+      // The container's first of a class outside its sub-operations (whose rows have bars too).
+      const find = (name) =>
+        Array.from(container.querySelectorAll("." + name)).find(
+          (found) => !subOperationsElement || !subOperationsElement.contains(found)
+        ) || null;
       const data = container.dataset;
       const track = find("cpm-bar");
       const options = {
         progressBarElement: find("cpm-bar-fill") || track,
         progressBarMessageElement: find("cpm-message"),
         resultElement: find("cpm-result"),
-        subOperationsElement: find("cpm-sub-operations"),
+        subOperationsElement: subOperationsElement,
       };
       if (data.celeryProgressStreamUrl) {
         options.streamUrl = data.celeryProgressStreamUrl;
@@ -531,6 +546,14 @@
       bar.resultElement = options.resultElement;
       bar.subOperationsElement = options.subOperationsElement;
       lookIfUnstyled(track, options.progressBarElement);
+      if (track && track !== options.progressBarElement) {
+        // Readers of the page hear the bar move: the track says its value.
+        const draw = bar.onProgress;
+        bar.onProgress = function (progressBarElement, progressBarMessageElement, progress) {
+          track.setAttribute("aria-valuenow", String(percentOf(progress.percent)));
+          return draw.call(this, progressBarElement, progressBarMessageElement, progress);
+        };
+      }
       return bar;
     }
 
