@@ -1,4 +1,4 @@
-"""The JSON API, the SSE stream, ``/metrics`` and the celery-progress endpoint, on Starlette.
+"""The JSON API, the SSE streams, ``/metrics`` and the celery-progress endpoints, on Starlette.
 
 The answers themselves are framework-neutral (:mod:`..monitor.api`); here
 they become Starlette responses. Errors answer
@@ -8,7 +8,7 @@ hierarchy (see :func:`error_response`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -29,12 +29,16 @@ from ..monitor.api import (
     stream_request,
     too_many_streams_reply,
 )
+from ..monitor.compat_stream import open_compat_stream
 from ..monitor.params import checked_task_id
 from .dashboard import Dashboard, dashboard_of
 from .metrics import CONTENT_TYPE
 from .openapi import openapi_document
 
 __all__ = ["api_routes", "error_response", "http_error_response"]
+
+#: Every live stream's headers: never cached, never buffered by a proxy (nginx).
+_SSE_HEADERS: Mapping[str, str] = {"cache-control": "no-store", "x-accel-buffering": "no"}
 
 
 def _response(reply: Reply) -> JSONResponse:
@@ -86,11 +90,13 @@ async def events_stream(request: Request) -> Response:
     stream = await board.hub.open_stream(stream_filter, since)
     if stream is None:
         return _response(too_many_streams_reply(board.hub.max_streams))
-    return StreamingResponse(
-        stream,
-        media_type="text/event-stream",
-        headers={"cache-control": "no-store", "x-accel-buffering": "no"},
-    )
+    return _event_stream(stream)
+
+
+def _event_stream(opened: AsyncIterator[bytes] | Reply) -> Response:
+    if isinstance(opened, Reply):
+        return _response(opened)
+    return StreamingResponse(opened, media_type="text/event-stream", headers=dict(_SSE_HEADERS))
 
 
 async def metrics(request: Request) -> Response:
@@ -121,6 +127,29 @@ async def celery_group_progress(request: Request) -> Response:
     return _response(await compat_reply(dashboard_of(request).celery_progress.group(group_id)))
 
 
+async def celery_progress_stream(request: Request) -> Response:
+    """``/celery-progress/<task_id>/stream/``: the same answers, live.
+
+    See :mod:`..monitor.compat_stream`.
+    """
+    task_id = checked_task_id(request.path_params["task_id"])
+    board = dashboard_of(request)
+    return _event_stream(
+        await open_compat_stream(board.hub, board.access, board.celery_progress, task_id)
+    )
+
+
+async def celery_group_progress_stream(request: Request) -> Response:
+    """``/celery-progress/g/<group_id>/stream/``: a group's answers, live."""
+    group_id = checked_task_id(request.path_params["group_id"])
+    board = dashboard_of(request)
+    return _event_stream(
+        await open_compat_stream(
+            board.hub, board.access, board.celery_progress, group_id, group=True
+        )
+    )
+
+
 def api_routes(board: Dashboard) -> list[BaseRoute]:
     del board  # routes find the dashboard on the request; kept for symmetry with pages
     return [
@@ -134,5 +163,12 @@ def api_routes(board: Dashboard) -> list[BaseRoute]:
         Route("/api/events", events_stream, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/celery-progress/{task_id}/", celery_progress, methods=["GET"]),
+        # Before the task's stream: "g/<id>/" is a group, as in celery-progress's URLs.
         Route("/celery-progress/g/{group_id}/", celery_group_progress, methods=["GET"]),
+        Route("/celery-progress/{task_id}/stream/", celery_progress_stream, methods=["GET"]),
+        Route(
+            "/celery-progress/g/{group_id}/stream/",
+            celery_group_progress_stream,
+            methods=["GET"],
+        ),
     ]

@@ -18,6 +18,10 @@ celery-progress does. ``cors_origins`` lets pages on those origins read
 ``/celery-progress/...`` and the JSON API's GETs (see :mod:`.cors`)::
 
     create_app(install(app), cors_origins=["https://app.example.com"])
+
+``/celery-progress/<id>/stream/`` sends the same answers live (SSE), and
+``/static/celery_progress_mcp/celery_progress_mcp.js`` is the browser script
+with celery-progress's API that follows them (see :mod:`.scripts`).
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from .cors import CorsMiddleware, checked_origins
 from .dashboard import Dashboard
 from .metrics import DashboardMetrics
 from .pages import page_routes
+from .scripts import script_mount
 from .security import (
     MACHINE_PREFIXES,
     AuthSettings,
@@ -160,6 +165,7 @@ def create_app(
         routes=[
             *api_routes(board),
             *page_routes(board),
+            script_mount(),  # before /static: a folder of its own
             Mount(
                 "/static",
                 app=StaticFiles(packages=[("celery_progress_mcp.monitor", "static")]),

@@ -43,6 +43,47 @@ def _json_body(name: str, description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": _ref(name)}}}
 
 
+def _compat_stream(parameter: str, *, group: bool) -> dict[str, Any]:
+    """A live stream of the celery-progress answers of ``/celery-progress/[g/]<id>/``."""
+    answers = "a group's answers" if group else "a task's answers"
+    return {
+        "get": {
+            "summary": f"celery-progress's JSON, live: {answers} (Server-Sent Events).",
+            "description": (
+                "Frames: `progress`, whose data is what the polling endpoint answers at that "
+                "moment plus `sub_operations` (`[{id, name, status, percentage}]`, the "
+                "session's; empty without one): at once, on each change, and every few "
+                "seconds. The stream ends after an answer with `complete: true` (except a "
+                "`RETRY`). A read that fails later is an `error` frame with the polling "
+                "endpoint's JSON body for it, then the end."
+            ),
+            "parameters": [
+                {
+                    "name": parameter,
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,255}$"},
+                }
+            ],
+            "responses": {
+                "200": {
+                    "description": "An event stream that ends with the task.",
+                    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                },
+                "404": _error(
+                    "No session and no saved GroupResult has this id."
+                    if group
+                    else "Not a task id (only letters, digits, `_` and `-`)."
+                ),
+                **_AUTH_ERRORS,
+                "503": _error(
+                    "The store or the result backend is unavailable, or too many streams are open."
+                ),
+            },
+        }
+    }
+
+
 def _error(description: str) -> dict[str, Any]:
     return _json_body("ErrorResponse", description)
 
@@ -303,6 +344,8 @@ def openapi_document(root_path: str = "") -> dict[str, Any]:
                 },
             }
         },
+        "/celery-progress/{task_id}/stream/": _compat_stream("task_id", group=False),
+        "/celery-progress/g/{group_id}/stream/": _compat_stream("group_id", group=True),
     }
     for item in paths.values():
         for operation in item.values():

@@ -143,6 +143,9 @@ def check_web(scratch: Path) -> None:
         assert "<html" in page.lower(), page[:200]
         assert _get_when_up(f"{base}/static/dashboard.js", server)
         assert _get_when_up(f"{base}/static/dashboard.css", server)
+        # The Django app's static script, served by the dashboard from the same package files.
+        script = _get_when_up(f"{base}/static/celery_progress_mcp/celery_progress_mcp.js", server)
+        assert "class CeleryProgressBar" in script
     finally:
         server.terminate()
         server.wait(timeout=30)

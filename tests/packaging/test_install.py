@@ -93,6 +93,7 @@ def test_the_wheel_holds_every_file_of_the_package(wheel: Path) -> None:
         "celery_progress_mcp/monitor/templates/list.html",
         "celery_progress_mcp/monitor/static/dashboard.js",
         "celery_progress_mcp/monitor/static/dashboard.css",
+        "celery_progress_mcp/django/static/celery_progress_mcp/celery_progress_mcp.js",
         "celery_progress_mcp/store/migrations/script.py.mako",
         "celery_progress_mcp/store/migrations/versions/r0001_initial.py",
     ):

@@ -59,3 +59,25 @@ def plain_tally(self: Any, rows: int, pause_s: float = 0.1) -> dict[str, int]:
         }
         self.update_state(state="PROGRESS", meta=meta)
     return {"processed": rows}
+
+
+@progress_task(app, name="webproj.staged")
+def staged(self: Any, rows: int, pause_s: float = 0.1) -> dict[str, int]:
+    """A tracked task in two stages (sub-operations), each reporting its rows."""
+    stages = [("load", "Load the rows"), ("sum", "Sum the rows")]
+    self.progress.plan(stages)
+    for stage_id, name in stages:
+        with self.progress.sub_operation(stage_id, name) as stage:
+            for row in range(1, rows + 1):
+                time.sleep(pause_s)
+                stage.update(current=row, total=rows)
+    return {"stages": len(stages), "rows": rows}
+
+
+@progress_task(app, name="webproj.broken")
+def broken(self: Any, rows: int, pause_s: float = 0.1) -> None:
+    """A tracked task that fails after reporting its rows."""
+    for row in range(1, rows + 1):
+        time.sleep(pause_s)
+        self.progress.update(current=row, total=rows, step=f"row {row}")
+    raise ValueError(f"row {rows} is broken")

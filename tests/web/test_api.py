@@ -259,6 +259,8 @@ def test_openapi_describes_every_api_route(client: TestClient) -> None:
         "/metrics",
         "/celery-progress/{task_id}/",
         "/celery-progress/g/{group_id}/",
+        "/celery-progress/{task_id}/stream/",
+        "/celery-progress/g/{group_id}/stream/",
     }
     assert "SessionDetail" in document["components"]["schemas"]
 
@@ -290,6 +292,8 @@ _GUARDED = [
     ("GET", "/metrics"),
     ("GET", "/celery-progress/x/"),
     ("GET", "/celery-progress/g/x/"),
+    ("GET", "/celery-progress/x/stream/"),
+    ("GET", "/celery-progress/g/x/stream/"),
     ("POST", "/api/sessions/x/cancel"),
     ("POST", "/api/sessions/x/pause"),
     ("POST", "/api/sessions/x/resume"),

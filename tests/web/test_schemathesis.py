@@ -2,7 +2,9 @@
 
 Each API operation gets its own hypothesis test built from schemathesis's
 strategy (its pytest plugin's fixture loader does not run on this pytest).
-``/api/events`` is an endless stream, so it is left to tests/web/test_live.py.
+The live streams may not end (``/api/events`` never does, a task's stream
+not before the task), so they are left to tests/web/test_live.py and
+tests/web/test_compat_stream.py.
 Both authentication modes run: the token mode sends the bearer header. Both
 generation modes run: valid requests must be answered as documented, and
 requests the schema forbids (negative cases) must be refused as documented.
@@ -25,13 +27,19 @@ from celery_progress_mcp.web.openapi import openapi_document
 
 from .conftest import TOKEN
 
+#: Event streams: endless, or as long as a task.
+_STREAMS = {
+    "/api/events",
+    "/celery-progress/{task_id}/stream/",
+    "/celery-progress/g/{group_id}/stream/",
+}
 #: Generated cases per API operation and authentication mode.
 EXAMPLES_PER_OPERATION = 40
 
 _OPERATIONS = [
     (path, method.upper())
     for path, item in openapi_document()["paths"].items()
-    if path != "/api/events"
+    if path not in _STREAMS
     for method in item
 ]
 
