@@ -9,11 +9,14 @@ dashboard user (:mod:`.access`).
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.http import require_GET, require_POST
 
 from ..monitor.api import (
+    Reply,
     action_reply,
     error_reply,
     events_reply,
@@ -23,6 +26,7 @@ from ..monitor.api import (
     stream_request,
     too_many_streams_reply,
 )
+from ..monitor.live import StreamFilter
 from .access import api_user_required
 from .responses import json_response, replied, stream_response
 from .runtime import runtime
@@ -66,10 +70,15 @@ async def act(request: HttpRequest, session_id: str, action: str) -> JsonRespons
 @api_user_required
 async def events_stream(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
     """Live updates of every session (or of ``session_id=...``), resumable with Last-Event-ID."""
-    here = runtime()
     try:
         stream_filter, since = stream_request(request.GET, request.headers.get("Last-Event-ID"))
     except Exception as exc:
         return json_response(error_reply(exc))
-    opened = here.hub.open_stream(stream_filter, since)
-    return await stream_response(request, opened, too_many_streams_reply(here.hub.max_streams))
+    return await stream_response(request, _opened(stream_filter, since))
+
+
+async def _opened(stream_filter: StreamFilter, since: int | None) -> AsyncIterator[bytes] | Reply:
+    """The hub's stream, or the refusal when it serves its maximum of streams."""
+    hub = runtime().hub
+    stream = await hub.open_stream(stream_filter, since)
+    return too_many_streams_reply(hub.max_streams) if stream is None else stream

@@ -7,16 +7,17 @@ session while the task runs, the result backend for untracked tasks).
 
 from __future__ import annotations
 
-from django.http import Http404, HttpRequest, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.http import require_GET
 
 from ..core.errors import SessionNotFound
 from ..monitor.api import compat_reply
+from ..monitor.compat_stream import open_compat_stream
 from ..monitor.params import checked_task_id
-from .responses import json_response
+from .responses import json_response, stream_response
 from .runtime import runtime
 
-__all__ = ["group_status", "task_status"]
+__all__ = ["group_status", "group_stream", "task_status", "task_stream"]
 
 
 def _checked(raw: str) -> str:
@@ -39,5 +40,31 @@ async def group_status(request: HttpRequest, group_id: str) -> JsonResponse:
     reader = runtime().celery_progress
     try:
         return json_response(await compat_reply(reader.group(_checked(group_id))))
+    except SessionNotFound:
+        raise Http404("no such group") from None
+
+
+@require_GET
+async def task_stream(request: HttpRequest, task_id: str) -> HttpResponse | StreamingHttpResponse:
+    """``<task_id>/stream/``: the same answers, live (SSE), as the app's script follows them.
+
+    Each message is the polling endpoint's answer, plus the session's
+    ``sub_operations``; the stream ends with the task.
+    """
+    here = runtime()
+    opened = open_compat_stream(here.hub, here.access, here.celery_progress, _checked(task_id))
+    return await stream_response(request, opened)
+
+
+@require_GET
+async def group_stream(request: HttpRequest, group_id: str) -> HttpResponse | StreamingHttpResponse:
+    """``g/<group_id>/stream/``: a group's answers, live; 404 if nothing knows the group."""
+    here = runtime()
+    checked = _checked(group_id)
+    try:
+        opened = open_compat_stream(
+            here.hub, here.access, here.celery_progress, checked, group=True
+        )
+        return await stream_response(request, opened)
     except SessionNotFound:
         raise Http404("no such group") from None

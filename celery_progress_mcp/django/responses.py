@@ -30,21 +30,21 @@ async def replied(reply: Awaitable[Reply]) -> JsonResponse:
 
 
 async def stream_response(
-    request: HttpRequest, opened: Awaitable[AsyncIterator[bytes] | None], refused: Reply
+    request: HttpRequest, opened: Awaitable[AsyncIterator[bytes] | Reply]
 ) -> HttpResponse | StreamingHttpResponse:
-    """A stream ``opened`` on the live hub's loop, read the way the server serves.
+    """A stream ``opened`` on the live hub's loop, read the way the server serves; or
+    the :class:`Reply` that says why there is none (the hub is full: 503).
 
     Under ASGI the response iterates asynchronously; under WSGI, where Django
     would first read an asynchronous iterator to its end, from the thread.
-    ``refused`` answers when the hub is full (``opened`` gives None).
     """
     here = runtime()
     stream = await asyncio.wrap_future(here.on_loop(_awaited(opened)))
-    if stream is None:
-        return json_response(refused)
+    if isinstance(stream, Reply):
+        return json_response(stream)
     content = here.aframes(stream) if isinstance(request, ASGIRequest) else here.frames(stream)
     return StreamingHttpResponse(content, content_type="text/event-stream", headers=STREAM_HEADERS)
 
 
-async def _awaited(opened: Awaitable[AsyncIterator[bytes] | None]) -> AsyncIterator[bytes] | None:
+async def _awaited(opened: Awaitable[AsyncIterator[bytes] | Reply]) -> AsyncIterator[bytes] | Reply:
     return await opened

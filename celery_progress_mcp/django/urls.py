@@ -12,7 +12,8 @@ replaces ``include("celery_progress.urls")``: ``<task_id>/`` and
 ``celery_progress:task_status`` unchanged, include it with
 ``namespace="celery_progress"``. Beside them: the dashboard
 (``dashboard/``, for staff users), its JSON API (``api/...``) and live
-streams.
+streams: ``<task_id>/stream/`` and ``g/<group_id>/stream/`` (celery-progress's
+answers as they change, open as the polling URLs are) and ``api/events``.
 """
 
 from __future__ import annotations
@@ -53,5 +54,7 @@ urlpatterns: list[URLPattern] = [
     path("api/events", api_views.events_stream, name="api_events"),
     # celery-progress's own, by its names.
     re_path(rf"^g/(?P<group_id>{_ID})/$", compat_views.group_status, name="group_status"),
+    re_path(rf"^g/(?P<group_id>{_ID})/stream/$", compat_views.group_stream, name="group_stream"),
     re_path(rf"^(?P<task_id>{_ID})/$", compat_views.task_status, name="task_status"),
+    re_path(rf"^(?P<task_id>{_ID})/stream/$", compat_views.task_stream, name="task_stream"),
 ]

@@ -15,7 +15,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.test import AsyncClient, Client
 
-from celery_progress_mcp import InProgress
+from celery_progress_mcp import InProgress, SubOperation
 from celery_progress_mcp.django.runtime import runtime
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -84,3 +84,46 @@ async def test_under_asgi_a_stream_is_async(admin_user: Any) -> None:
 
 def test_the_stream_needs_a_dashboard_user(client: Client) -> None:
     assert client.get("/progress/api/events").status_code == 403
+
+
+def _answers(chunks: Iterator[bytes]) -> Iterator[dict[str, Any]]:
+    """Each ``progress`` answer of a celery-progress stream, as it arrives."""
+    buffer = b""
+    for chunk in chunks:
+        buffer += chunk
+        *blocks, rest = buffer.split(b"\n\n")
+        buffer = rest
+        for event, data in _frames(b"\n\n".join(blocks) + b"\n\n"):
+            if event == "progress":
+                yield data
+
+
+def test_a_tasks_answers_stream_with_its_stages_until_it_ends(client: Client) -> None:
+    tracker = runtime().tracker.tracker
+    task_id = tracker.create_session("staged")
+    tracker.add_sub_operations(task_id, [SubOperation(id="read", name="Read the rows")])
+    tracker.start_sub_operation(task_id, "read")
+    tracker.update_sub_operation(task_id, "read", percentage=25)
+    response = client.get(f"/progress/{task_id}/stream/")  # open, as the polling URL is
+    assert response.status_code == 200
+    assert response["Content-Type"] == "text/event-stream"
+    answers = _answers(iter(response.streaming_content))
+    first = next(answers)
+    polled = client.get(f"/progress/{task_id}/").json()
+    assert {k: v for k, v in first.items() if k != "sub_operations"} == polled
+    assert first["sub_operations"] == [
+        {"id": "read", "name": "Read the rows", "status": "active", "percentage": 25.0}
+    ]
+    tracker.complete_sub_operation(task_id, "read")
+    tracker.complete_session(task_id, "12 rows")
+    rest = list(answers)  # the stream ends with the task
+    last = rest[-1] if rest else first
+    assert last["complete"] is True
+    assert last["sub_operations"][0]["status"] == "completed"
+
+
+def test_streams_refuse_what_polling_refuses(client: Client) -> None:
+    client.raise_request_exception = False
+    assert client.get("/progress/g/nothing-knows-this-group/stream/").status_code == 404
+    assert client.get("/progress/a.b/stream/").status_code == 404
+    assert client.post("/progress/some-task/stream/").status_code == 405
