@@ -1,8 +1,7 @@
 """The site's page: a button that starts the example's pipeline, then its bar, live.
 
-The bar is the markup ``celery_progress_mcp.js`` draws in: a container whose
-``data-celery-progress-url`` is the task's celery-progress URL, with the
-elements for the bar, its message, the pipeline's stages and the result.
+The bar is the app's template tag (``{% progress_bar task_id %}``): markup
+that ``celery_progress_mcp.js`` follows, the pipeline's stages drawn under it.
 """
 
 from __future__ import annotations

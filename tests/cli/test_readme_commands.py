@@ -96,6 +96,7 @@ CHECKS: dict[str, str] = {
     "celery-progress-mcp mcp -A proj:app --tool proj.tasks.process_file "
     "--transport http --port 5577": "mcp_http",
     CANCEL: "cancel",
+    "python manage.py migrate": "migrate",
     SITE_PREPARE: "site_prepare",
     RUNSITE: "runsite",
 }
@@ -357,17 +358,35 @@ def own_data(env: dict[str, str]) -> Iterator[dict[str, str]]:
         }
 
 
+def site_tables(site_env: dict[str, str]) -> set[str]:
+    """The tables of the example site's database (the example's SQLite file)."""
+    database = Path(site_env["EXAMPLE_DATA_DIR"]) / "example.sqlite3"
+    with closing(sqlite3.connect(database)) as connection:
+        return {name for (name,) in connection.execute("SELECT name FROM sqlite_master")}
+
+
+#: Some of Django's tables and some of the progress store's.
+SITE_TABLES = {"django_migrations", "django_session", "progress_sessions", "progress_events"}
+
+
+def check_migrate(command: str, env: dict[str, str], session_id: str) -> None:
+    """The README's migrate, on the example site: an empty database, then a migrated one."""
+    with own_data(env) as site_env:
+        for _ in range(2):
+            assert "Progress store at revision" in run(command, site_env)
+        assert site_tables(site_env) >= SITE_TABLES
+
+
 def check_site_prepare(command: str, env: dict[str, str], session_id: str) -> None:
     """On an empty data directory: Django's tables, the progress store's, the superuser admin."""
     with own_data(env) as site_env:
         run(command, site_env)
+        assert site_tables(site_env) >= SITE_TABLES
         database = Path(site_env["EXAMPLE_DATA_DIR"]) / "example.sqlite3"
         with closing(sqlite3.connect(database)) as connection:
-            tables = {name for (name,) in connection.execute("SELECT name FROM sqlite_master")}
             admins = connection.execute(
                 "SELECT username FROM auth_user WHERE is_superuser AND is_staff"
             ).fetchall()
-    assert {"django_session", "progress_sessions", "progress_events"} <= tables
     assert admins == [("admin",)]
 
 
