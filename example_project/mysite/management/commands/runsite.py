@@ -63,7 +63,11 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, addrport: str, concurrency: int, **options: Any) -> None:
         env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
-        worker = subprocess.Popen(_worker_command(concurrency), cwd=EXAMPLE_DIR, env=env)
+        # A process group of its own: Ctrl-C or a SIGTERM to this one's group reaches the
+        # worker through _stop alone, as one warm shutdown its pool processes are part of.
+        worker = subprocess.Popen(
+            _worker_command(concurrency), cwd=EXAMPLE_DIR, env=env, start_new_session=True
+        )
         self.stdout.write(f"Started the Celery worker (pid {worker.pid}).")
 
         def stop_on_terminate(signum: int, frame: FrameType | None) -> None:
