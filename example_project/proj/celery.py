@@ -3,10 +3,12 @@
 By default everything lives in one directory (``EXAMPLE_DATA_DIR``, else
 ``./.example-data``), no server needed: a ``filesystem://`` broker, an
 SQLite result backend, and the progress store in that same SQLite database
-(``install`` uses the result backend's database when it is ``db+...``).
+(``install`` uses the result backend's database when it is ``db+...``); the
+Django site beside this project (``mysite/``) keeps its tables there too.
 Point ``EXAMPLE_BROKER_URL``, ``EXAMPLE_RESULT_BACKEND`` and
 ``CELERY_PROGRESS_STORE_URL`` at Redis, RabbitMQ and PostgreSQL to spread
-the work over machines.
+the work over machines; ``EXAMPLE_QUEUE`` names the queue the tasks go to
+(``celery`` unless said: tests give each run a queue of its own).
 """
 
 from __future__ import annotations
@@ -19,10 +21,10 @@ from celery import Celery
 from celery_progress_mcp import install
 
 DATA_DIR = Path(os.environ.get("EXAMPLE_DATA_DIR", ".example-data")).resolve()
+#: The example's SQLite database: Celery's results, the progress store, the site's tables.
+DATABASE = DATA_DIR / "example.sqlite3"
 BROKER_URL = os.environ.get("EXAMPLE_BROKER_URL", "filesystem://")
-RESULT_BACKEND = os.environ.get(
-    "EXAMPLE_RESULT_BACKEND", f"db+sqlite:///{DATA_DIR / 'results.sqlite3'}"
-)
+RESULT_BACKEND = os.environ.get("EXAMPLE_RESULT_BACKEND", f"db+sqlite:///{DATABASE}")
 
 app = Celery("proj", broker=BROKER_URL, backend=RESULT_BACKEND, include=["proj.tasks"])
 
@@ -44,9 +46,13 @@ app.conf.update(
     result_extended=True,
     worker_prefetch_multiplier=1,
     broker_connection_retry_on_startup=True,
+    task_default_queue=os.environ.get("EXAMPLE_QUEUE", "celery"),
     # Progress: write at most twice a second per task (the latest value always).
     progress_update_interval_ms=500,
     progress_heartbeat_timeout_seconds=30,
+    # install() reads the progress_* keys here instead of the CELERY_PROGRESS_* variables:
+    # the store's URL is passed on, so that CELERY_PROGRESS_STORE_URL still chooses the store.
+    progress_store_url=os.environ.get("CELERY_PROGRESS_STORE_URL"),
 )
 
 tracker = install(app)

@@ -11,8 +11,10 @@ A synopsis line is run in each of its forms: without its ``[...]`` options
 and with all of them; ``SESSION_ID`` is the id of the pipeline this module
 dispatches with the README's own ``python -c ...`` line, and ``"$TOKEN"``
 expands from the environment. The long-running commands (the worker, the
-dashboard, the MCP server, ``sessions watch``) are started, checked to answer
-and stopped.
+dashboard, the MCP server, ``sessions watch``, the Django site's ``runsite``)
+are started, checked to answer and stopped; the Django site's commands run
+on a data directory of their own, so that only ``runsite``'s worker can run
+the pipeline its page starts.
 """
 
 from __future__ import annotations
@@ -24,10 +26,12 @@ import re
 import select
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import anyio
@@ -63,6 +67,13 @@ NOT_RUN = (
 DISPATCH = 'python -c "from proj import tasks; print(tasks.pipeline.delay().id)"'
 WORKER = "celery -A proj worker --pool=prefork --concurrency=3 --loglevel=INFO"
 CANCEL = "celery-progress-mcp -A proj sessions cancel SESSION_ID [--reason TEXT] [--terminate]"
+SITE_PREPARE = (
+    "python manage.py migrate && DJANGO_SUPERUSER_PASSWORD=admin python manage.py createsuperuser"
+    " --noinput --username admin --email admin@example.com"
+)
+RUNSITE = "python manage.py runsite"
+#: Where ``runsite`` serves the site, as the README says.
+SITE_URL = "http://127.0.0.1:8000"
 
 #: README command -> how it is checked (the name of a ``check_...`` function below).
 CHECKS: dict[str, str] = {
@@ -85,6 +96,9 @@ CHECKS: dict[str, str] = {
     "celery-progress-mcp mcp -A proj:app --tool proj.tasks.process_file "
     "--transport http --port 5577": "mcp_http",
     CANCEL: "cancel",
+    "python manage.py migrate": "migrate",
+    SITE_PREPARE: "site_prepare",
+    RUNSITE: "runsite",
 }
 
 
@@ -332,6 +346,104 @@ def check_cancel(command: str, env: dict[str, str], session_id: str) -> None:
             return status(env, running) == "cancelled"
 
         eventually(ended, timeout_s=START_GUARD_S, interval_s=0.2, what=f"{form}: cancelled")
+
+
+@contextmanager
+def own_data(env: dict[str, str]) -> Iterator[dict[str, str]]:
+    """``env`` with a data directory of its own: the module's worker never sees its tasks."""
+    with tempfile.TemporaryDirectory(prefix="example-site-") as directory:
+        yield {
+            **{k: v for k, v in env.items() if not k.startswith("DJANGO_")},
+            "EXAMPLE_DATA_DIR": directory,
+        }
+
+
+def site_tables(site_env: dict[str, str]) -> set[str]:
+    """The tables of the example site's database (the example's SQLite file)."""
+    database = Path(site_env["EXAMPLE_DATA_DIR"]) / "example.sqlite3"
+    with closing(sqlite3.connect(database)) as connection:
+        return {name for (name,) in connection.execute("SELECT name FROM sqlite_master")}
+
+
+#: Some of Django's tables and some of the progress store's.
+SITE_TABLES = {"django_migrations", "django_session", "progress_sessions", "progress_events"}
+
+
+def check_migrate(command: str, env: dict[str, str], session_id: str) -> None:
+    """The README's migrate, on the example site: an empty database, then a migrated one."""
+    with own_data(env) as site_env:
+        for _ in range(2):
+            assert "Progress store at revision" in run(command, site_env)
+        assert site_tables(site_env) >= SITE_TABLES
+
+
+def check_site_prepare(command: str, env: dict[str, str], session_id: str) -> None:
+    """On an empty data directory: Django's tables, the progress store's, the superuser admin."""
+    with own_data(env) as site_env:
+        run(command, site_env)
+        assert site_tables(site_env) >= SITE_TABLES
+        database = Path(site_env["EXAMPLE_DATA_DIR"]) / "example.sqlite3"
+        with closing(sqlite3.connect(database)) as connection:
+            admins = connection.execute(
+                "SELECT username FROM auth_user WHERE is_superuser AND is_staff"
+            ).fetchall()
+    assert admins == [("admin",)]
+
+
+def _csrf_token(page: httpx.Response) -> str:
+    found = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
+    assert found, page.text
+    return found.group(1)
+
+
+def check_runsite(command: str, env: dict[str, str], session_id: str) -> None:
+    """After the README's preparation: the page's button starts a pipeline that its own worker
+    runs to success, and the dashboard lists it once logged in as admin / admin."""
+    assert_free(8000)
+    with own_data(env) as site_env:
+        run(SITE_PREPARE, site_env)
+        with (
+            started(
+                command, site_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            ) as process,
+            httpx.Client(base_url=SITE_URL) as client,
+        ):
+
+            def answered() -> httpx.Response:
+                assert process.poll() is None, f"{command} exited"
+                try:
+                    return client.get("/")
+                except httpx.TransportError as exc:
+                    raise LookupError("not listening yet") from exc
+
+            page = eventually(answered, timeout_s=START_GUARD_S, interval_s=0.2, what=command)
+            assert page.status_code == 200, page.text
+            started_page = client.post(
+                "/pipelines/", data={"csrfmiddlewaretoken": _csrf_token(page)}
+            )
+            assert started_page.status_code == 302, started_page.text
+            task_id = started_page.headers["location"].strip("/").rpartition("/")[2]
+
+            def completed() -> dict[str, object] | None:
+                answer: dict[str, object] = client.get(f"/celery-progress/{task_id}/").json()
+                return answer if answer["complete"] else None
+
+            answer = eventually(
+                completed, timeout_s=COMMAND_GUARD_S, interval_s=0.2, what="the pipeline's end"
+            )
+            assert answer["success"] is True, answer
+            login = client.get("/admin/login/")
+            logged_in = client.post(
+                "/admin/login/?next=/celery-progress/dashboard/",
+                data={
+                    "csrfmiddlewaretoken": _csrf_token(login),
+                    "username": "admin",
+                    "password": "admin",
+                },
+                follow_redirects=True,
+            )
+            assert logged_in.url.path == "/celery-progress/dashboard/", logged_in.text
+            assert f'data-session="{task_id}"' in logged_in.text
 
 
 CHECKERS: dict[str, Callable[[str, dict[str, str], str], None]] = {
