@@ -32,7 +32,6 @@ from typing import Any
 import httpx
 import pytest
 from celery import Celery
-from django.urls import Resolver404, get_resolver
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
 from celery_progress_mcp.testing import eventually
@@ -61,16 +60,6 @@ STAGES = [
 ]
 #: The login ``createsuperuser`` makes here, as the README's.
 ADMIN = {"username": "admin", "password": "admin"}
-
-
-def _django_streams() -> bool:
-    """Does the include serve ``<task_id>/stream/``? Without it this script polls, and the
-    polled answer (celery-progress's JSON) has no sub-operations to draw."""
-    try:
-        get_resolver("celery_progress_mcp.django.urls").resolve("/0b1c-task/stream/")
-    except Resolver404:
-        return False
-    return True
 
 
 @dataclass
@@ -278,11 +267,6 @@ def test_the_site_page_follows_the_pipeline_to_success(site: Site, pipeline: Pip
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    not _django_streams(),
-    reason="the stages come in the stream's answers: the include has no <task_id>/stream/ yet",
-    strict=True,
-)
 def test_ours_shows_the_pipeline_stages(site: Site, pipeline: Pipeline) -> None:
     _frame_outcome(pipeline.migration["wsgi"], "celery_progress")  # the pipeline has ended
     frame = pipeline.migration["wsgi"].frame(name="celery_progress_mcp")
