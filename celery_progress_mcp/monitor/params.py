@@ -102,7 +102,7 @@ def list_filters(params: QueryParams) -> ListFilters:
 
 def int_param(params: QueryParams, name: str, default: int, *, low: int, high: int) -> int:
     raw = params.get(name)
-    if raw is None or raw == "":
+    if raw is None:  # absent; given empty is no integer, as the OpenAPI document says
         return default
     try:
         value = int(raw)

@@ -136,9 +136,10 @@ def test_unknown_sessions_and_wrong_methods_on_the_dashboard(admin_client: Clien
     assert admin_client.get("/progress/api/sessions/x/cancel").status_code == 405
     assert admin_client.post("/progress/api/sessions").status_code == 405
     assert admin_client.post("/progress/dashboard/").status_code == 405
-    bad = admin_client.get("/progress/api/sessions?limit=0")
-    assert bad.status_code == 400
-    assert bad.json()["error"] == "invalid_request"
+    for query in ("limit=0", "offset=", "limit=ten"):
+        bad = admin_client.get(f"/progress/api/sessions?{query}")
+        assert bad.status_code == 400, query
+        assert bad.json()["error"] == "invalid_request"
 
 
 def test_the_api_gives_the_starlette_dashboards_json(admin_client: Client) -> None:
