@@ -1,11 +1,18 @@
-"""The ``filesystem://`` transport, with messages that appear whole.
+"""The ``filesystem://`` transport, with messages and exchange tables that appear whole.
 
 kombu's filesystem transport creates a message file and then writes it,
 while a consumer polling the folder moves and reads any file it sees: it
 can take one that is still empty and lose the message (a task that never
 runs, a progress event that never arrives). This transport writes each
 message under a name no consumer looks at and renames it into place, which
-is atomic on one filesystem. Everything else is kombu's.
+is atomic on one filesystem.
+
+kombu creates an exchange's table the same way (create, then lock and
+write): a process binding a queue at that moment reads it empty and fails
+(``JSONDecodeError`` from ``delay()``, seen with a worker and a client
+starting together). Here a new table is written aside and linked into
+place only if none exists, atomically; adding to an existing one is
+kombu's, under its lock. Everything else is kombu's.
 
 ``install(app)`` selects it for an app whose broker is ``filesystem://``
 and that names no ``broker_transport`` of its own.
@@ -43,6 +50,27 @@ class Channel(filesystem.Channel):  # type: ignore[misc]
             os.replace(partial, final)
         except OSError as exc:
             raise ChannelError(f"Cannot add file {final!r} to directory") from exc
+
+    def _queue_bind(self, exchange: str, routing_key: str, pattern: str, queue: str) -> None:
+        """Bind ``queue`` to ``exchange``: a new table appears whole (see the module)."""
+        table = self._exchange_file(exchange)
+        self.control_folder.mkdir(exist_ok=True)
+        if not table.exists():
+            entry = filesystem.exchange_queue_t(routing_key or "", pattern or "", queue or "")
+            partial = f"{table}.{uuid.uuid4().hex}{PARTIAL_SUFFIX}"
+            try:
+                with open(partial, "wb") as file:
+                    file.write(str_to_bytes(dumps([entry])))
+                try:
+                    os.link(partial, table)  # fails if another process made it meanwhile
+                    return
+                except FileExistsError:
+                    pass  # then add to theirs, as kombu does
+                finally:
+                    os.unlink(partial)
+            except OSError as exc:
+                raise ChannelError(f"Cannot open {table}") from exc
+        super()._queue_bind(exchange, routing_key, pattern, queue)
 
 
 class Transport(filesystem.Transport):  # type: ignore[misc]
