@@ -4,6 +4,8 @@ PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Test processes: a test file runs whole in one (its workers and servers are its own).
+TEST_PROCESSES ?= 2
 
 .PHONY: demo test lint clean
 
@@ -17,7 +19,7 @@ demo: $(STAMP)
 	$(BIN)/python -m celery_progress_mcp.demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_PROCESSES) --dist loadfile $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
