@@ -246,9 +246,13 @@ def check_completes(command: str, env: dict[str, str], session_id: str) -> None:
 
 
 def check_watch(command: str, env: dict[str, str], session_id: str) -> None:
-    """Its first screen on a terminal (a pty) shows the live table; Ctrl-C stops it."""
+    """Its first screen on a terminal (a pty) shows the live table; Ctrl-C stops it.
+
+    A form without ids shows what is active or ended lately: a pipeline of its own,
+    dispatched now (the module's may have ended long before, on a loaded machine)."""
     for form in forms(command, session_id):
-        watch_first_screen(form, env, session_id)
+        shown = session_id if session_id in form else run(DISPATCH, env).strip()
+        watch_first_screen(form, env, shown)
 
 
 def watch_first_screen(form: str, env: dict[str, str], session_id: str) -> None:
